@@ -11,39 +11,51 @@
 #include <stdint.h>
 #include <string.h>
 
-/** Add @p len bytes at @p p to a 32-bit running one's-complement sum (network order). */
+/**
+ * Add @p len bytes at @p p to a running one's-complement sum (network order). Only the
+ * last chunk added to one sum may have an odd length.
+ */
 static inline uint64_t
 tl_cksum_add(uint64_t sum, const void *p, size_t len)
 {
 	const uint8_t *b = p;
+	uint64_t s0 = 0, s1 = 0, c0 = 0, c1 = 0;
 
-	/* 8 bytes at a time into a 64-bit accumulator; carries fold at the end. */
-	while (len >= 8) {
+	/* Two independent 64-bit one's-complement accumulators: a carry out of bit 63 is
+	 * worth 1 (2^64 = 1 mod 0xffff), counted separately so the adds do not form one
+	 * long dependency chain. */
+	while (len >= 16) {
+		uint64_t w0, w1;
+
+		memcpy(&w0, b, 8);
+		memcpy(&w1, b + 8, 8);
+		s0 += w0;
+		c0 += s0 < w0;
+		s1 += w1;
+		c1 += s1 < w1;
+		b += 16;
+		len -= 16;
+	}
+	if (len >= 8) {
 		uint64_t w;
-		uint32_t hi, lo;
 
 		memcpy(&w, b, 8);
-		lo = (uint32_t)w;
-		hi = (uint32_t)(w >> 32);
-		sum += (uint64_t)lo + hi;
+		s0 += w;
+		c0 += s0 < w;
 		b += 8;
 		len -= 8;
 	}
-	while (len >= 2) {
-		uint16_t w;
-
-		memcpy(&w, b, 2);
-		sum += w;
-		b += 2;
-		len -= 2;
-	}
 	if (len) {
-		uint16_t w = 0;
+		uint64_t w = 0;
 
-		memcpy(&w, b, 1);
-		sum += w;
+		/* Zero-padded tail (little-endian: the first byte is the low byte). */
+		memcpy(&w, b, len);
+		s1 += w;
+		c1 += s1 < w;
 	}
-	return sum;
+	/* Fold everything to 32 bits plus carries: no sum below can wrap. */
+	return (sum & 0xffffffffu) + (sum >> 32) + (s0 & 0xffffffffu) + (s0 >> 32) +
+	       (s1 & 0xffffffffu) + (s1 >> 32) + c0 + c1;
 }
 
 /** Fold a running sum to 16 bits and complement it: the value to store (network order). */

@@ -47,7 +47,8 @@ struct tl_udp_view {
  * @param hw_flags    TL_HW_* flags from the NIC.
  * @param out         filled on TL_REASON_OK.
  * @return TL_REASON_OK for a UDP packet or a fragment of a UDP datagram;
- *         IGN_NON_IP / IGN_NON_UDP for other traffic; a PKT_* reason for malformed frames.
+ *         IGN_NON_IP / IGN_NON_UDP for other traffic; a PKT_* reason for malformed frames;
+ *         FRAG_BAD for a non-last fragment whose length is zero or not a multiple of 8.
  */
 enum tl_reason tl_decode_frame(const uint8_t *frame, uint32_t len, uint32_t hw_flags,
 		struct tl_l3_view *out);
