@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pcap/pcap.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_malloc.h>
+
+#include "tl_app.h"
+#include "tl_cmd.h"
+#include "tl_dpdk.h"
+#include "tl_dump.h"
+#include "tl_error.h"
+#include "tl_json.h"
+#include "tl_log.h"
+#include "tl_opt.h"
+
+#define MAX_PCAP_FILES 16
+
+static volatile int stop_flag;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+}
+
+static void
+run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tapline run --config PROFILE [options]\n"
+		"\n"
+		"Capture telemetry with the profile's driver and run it through the pipeline.\n"
+		"Final counters are printed as 'figure <name> <value>' lines on exit.\n"
+		"\n"
+		"  -c, --config FILE        profile or site file (required)\n"
+		"      --pcap FILE[,FILE]   replay capture files through DPDK net_pcap, one RX\n"
+		"                           queue and worker per file (replaces capture.dpdk.vdevs)\n"
+		"      --once               with --pcap: exit when every file is consumed and every\n"
+		"                           event has left the pipeline\n"
+		"      --idle-timeout DUR   with --once: give up if frames stop arriving (default 10s)\n"
+		"      --vdev ARGS          a DPDK virtual device (repeatable; replaces the profile's)\n"
+		"      --workers N          RX queues / worker lcores (overrides capture.workers)\n"
+		"      --no-huge            run DPDK without hugepages\n"
+		"      --dump-events PREFIX write every event as canonical JSON to PREFIX.<worker>\n"
+		"  -v, --verbose            debug logging\n"
+		"  -h, --help               this text\n"
+		"\n"
+		"Stops on SIGINT/SIGTERM: drains the queues, then prints the counters.\n"
+		"Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
+}
+
+/* Frames in a capture file, so --once knows when a queue is done. */
+static int
+count_frames(const char *path, uint64_t *n)
+{
+	char errbuf[PCAP_ERRBUF_SIZE];
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	pcap_t *p = pcap_open_offline(path, errbuf);
+	int rc;
+
+	if (p == NULL) {
+		TL_ERR("%s: %s", path, errbuf);
+		return TL_E_PCAP;
+	}
+	*n = 0;
+	while ((rc = pcap_next_ex(p, &h, &data)) == 1)
+		(*n)++;
+	if (rc == PCAP_ERROR) {
+		TL_ERR("%s: %s", path, pcap_geterr(p));
+		pcap_close(p);
+		return TL_E_PCAP;
+	}
+	pcap_close(p);
+	return 0;
+}
+
+struct run_opts {
+	const char *config;
+	char *pcap;
+	bool once;
+	uint64_t idle_timeout;
+	const char *vdevs[TL_DPDK_MAX_VDEVS];
+	unsigned n_vdevs;
+	uint64_t workers;
+	bool no_huge;
+	const char *dump_prefix;
+};
+
+static int
+parse_run_opts(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option lo[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"pcap", required_argument, NULL, 'p'},
+		{"once", no_argument, NULL, 'o'},
+		{"idle-timeout", required_argument, NULL, 'i'},
+		{"vdev", required_argument, NULL, 'V'},
+		{"workers", required_argument, NULL, 'w'},
+		{"no-huge", no_argument, NULL, 'H'},
+		{"dump-events", required_argument, NULL, 'd'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->idle_timeout = 10ull * 1000000000ull;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:vh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'p':
+			o->pcap = optarg;
+			break;
+		case 'o':
+			o->once = true;
+			break;
+		case 'i':
+			if (tl_parse_duration(optarg, &o->idle_timeout) < 0) {
+				fprintf(stderr, "tapline run: --idle-timeout: '%s' is not a duration\n",
+						optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'V':
+			if (o->n_vdevs == TL_DPDK_MAX_VDEVS) {
+				fprintf(stderr, "tapline run: at most %d --vdev\n", TL_DPDK_MAX_VDEVS);
+				return -EINVAL;
+			}
+			o->vdevs[o->n_vdevs++] = optarg;
+			break;
+		case 'w': {
+			char *end;
+
+			o->workers = strtoull(optarg, &end, 10);
+			if (*end || o->workers == 0 || o->workers > 64) {
+				fprintf(stderr, "tapline run: --workers takes 1-64\n");
+				return -EINVAL;
+			}
+			break;
+		}
+		case 'H':
+			o->no_huge = true;
+			break;
+		case 'd':
+			o->dump_prefix = optarg;
+			break;
+		case 'v':
+			tl_log_set_level(TL_LOG_DEBUG);
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 1;
+		default:
+			run_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc || o->config == NULL) {
+		fprintf(stderr, "tapline run: %s\n",
+				o->config ? "unexpected argument" : "--config is required");
+		run_usage(stderr);
+		return -EINVAL;
+	}
+	if (o->once && o->pcap == NULL) {
+		fprintf(stderr, "tapline run: --once needs --pcap\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --pcap a,b -> one net_pcap vdev with one RX queue per file. */
+static int
+pcap_vdev(struct tl_app_config *cfg, char *list, uint64_t *expect, unsigned *n_files)
+{
+	struct tl_dpdk_conf *d = &cfg->capture.dpdk;
+	char *save = NULL, *f;
+	size_t len;
+	int rc;
+
+	len = (size_t)snprintf(d->vdevs[0], sizeof(d->vdevs[0]), "net_pcap_tl0");
+	*n_files = 0;
+	for (f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+		if (*n_files == MAX_PCAP_FILES) {
+			TL_ERR("--pcap: at most %d files", MAX_PCAP_FILES);
+			return -EINVAL;
+		}
+		rc = count_frames(f, &expect[*n_files]);
+		if (rc < 0)
+			return rc;
+		len += (size_t)snprintf(d->vdevs[0] + len,
+				len < sizeof(d->vdevs[0]) ? sizeof(d->vdevs[0]) - len : 0,
+				",rx_pcap=%s", f);
+		(*n_files)++;
+	}
+	if (*n_files == 0 || len >= sizeof(d->vdevs[0])) {
+		TL_ERR("--pcap: %s", *n_files ? "file names too long" : "no file given");
+		return -EINVAL;
+	}
+	d->n_vdevs = 1;
+	d->n_pci = 0;
+	cfg->capture.workers = *n_files;
+	return 0;
+}
+
+int
+tl_cmd_run(int argc, char **argv)
+{
+	static struct tl_app_config cfg;
+	struct run_opts o;
+	struct tl_schema *schema = NULL;
+	struct tl_dpdk *dpdk = NULL;
+	struct tl_pipeline_worker *workers = NULL;
+	struct tl_dump *dumps[64] = {0};
+	struct tl_counters total;
+	uint64_t expect[MAX_PCAP_FILES];
+	uint16_t ports[TL_CAPTURE_MAX_PORTS];
+	unsigned n_workers = 0, n_files = 0, n_init = 0;
+	int n_ports, rc, exit_code = TL_EXIT_FAIL;
+
+	rc = parse_run_opts(argc, argv, &o);
+	if (rc != 0)
+		return rc > 0 ? TL_EXIT_OK : TL_EXIT_USAGE;
+	rc = tl_app_load(o.config, &cfg, &schema, stderr);
+	if (rc < 0) {
+		if (rc != TL_E_CONFIG && rc != TL_E_SCHEMA)
+			TL_ERR("%s: %s", o.config, tl_strerror(rc));
+		return TL_EXIT_USAGE;
+	}
+	if (o.n_vdevs) {
+		for (unsigned i = 0; i < o.n_vdevs; i++)
+			snprintf(cfg.capture.dpdk.vdevs[i], sizeof(cfg.capture.dpdk.vdevs[i]), "%s",
+					o.vdevs[i]);
+		cfg.capture.dpdk.n_vdevs = o.n_vdevs;
+	}
+	if (o.workers)
+		cfg.capture.workers = o.workers;
+	if (o.no_huge)
+		cfg.capture.dpdk.no_huge = true;
+	if (o.pcap) {
+		rc = pcap_vdev(&cfg, o.pcap, expect, &n_files);
+		if (rc < 0) {
+			exit_code = TL_EXIT_USAGE;
+			goto out;
+		}
+	}
+	n_workers = (unsigned)cfg.capture.workers;
+	n_ports = tl_capture_ports(&cfg.capture, ports);
+	if (n_ports < 0) {
+		exit_code = TL_EXIT_USAGE;
+		goto out;
+	}
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	rc = tl_dpdk_open(&cfg.capture.dpdk, n_workers, "tapline", &dpdk);
+	if (rc < 0)
+		goto out;
+	TL_INFO("%s; json extractor %s", tl_dpdk_describe(dpdk), tl_json_impl());
+
+	/* Worker state on the port's NUMA node, one cache-aligned struct per queue. */
+	workers = rte_zmalloc_socket("tl_pipeline", sizeof(*workers) * n_workers,
+			RTE_CACHE_LINE_SIZE, tl_dpdk_socket(dpdk));
+	if (workers == NULL) {
+		TL_ERR("cannot allocate %u pipeline workers", n_workers);
+		goto out;
+	}
+	for (n_init = 0; n_init < n_workers; n_init++) {
+		tl_event_sink_fn sink = NULL;
+
+		if (o.dump_prefix) {
+			char path[4096];
+
+			snprintf(path, sizeof(path), "%s.%u", o.dump_prefix, n_init);
+			rc = tl_dump_open(path, schema, &dumps[n_init]);
+			if (rc < 0) {
+				TL_ERR("%s: %s", path, tl_strerror(rc));
+				goto out;
+			}
+			sink = tl_dump_event;
+		}
+		rc = tl_pipeline_worker_init(&workers[n_init], &cfg.pipeline, schema, ports,
+				(unsigned)n_ports, sink, dumps[n_init]);
+		if (rc < 0) {
+			TL_ERR("worker %u: %s", n_init, tl_strerror(rc));
+			goto out;
+		}
+	}
+
+	rc = tl_dpdk_run(dpdk, workers, o.once ? expect : NULL, o.once ? o.idle_timeout : 0,
+			&stop_flag);
+	if (rc < 0)
+		goto out;
+
+	memset(&total, 0, sizeof(total));
+	for (unsigned i = 0; i < n_workers; i++)
+		tl_counters_add(&total, &workers[i].cnt);
+	tl_dpdk_stats(dpdk, &total);
+	TL_INFO("%" PRIu64 " frames, %" PRIu64 " events valid (%" PRIu64 " error), %" PRIu64
+		" rejected",
+			total.rx_frames, total.events_valid, total.events_error, total.events_rejected);
+	tl_counters_print_figures(stdout, &total);
+	fflush(stdout);
+	exit_code = TL_EXIT_OK;
+out:
+	for (unsigned i = 0; i < n_workers && i < 64; i++) {
+		if (tl_dump_close(dumps[i]) < 0) {
+			TL_ERR("event dump %u could not be written completely", i);
+			exit_code = TL_EXIT_FAIL;
+		}
+	}
+	if (workers) {
+		for (unsigned i = 0; i < n_init; i++)
+			tl_pipeline_worker_fini(&workers[i]);
+		rte_free(workers);
+	}
+	tl_dpdk_close(dpdk);
+	tl_schema_free(schema);
+	return exit_code;
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tl_app.h"
+#include "tl_error.h"
+
+#ifndef TL_PROFILE_DIR
+#define TL_PROFILE_DIR "config/profiles"
+#endif
+#ifndef TL_INSTALLED_PROFILE_DIR
+#define TL_INSTALLED_PROFILE_DIR "/usr/share/tapline/profiles"
+#endif
+
+const struct tl_opt tl_app_opts[] = {
+	{.name = "name", .type = TL_OPT_STRING, .offset = offsetof(struct tl_app_config, name),
+		.size = sizeof(((struct tl_app_config *)0)->name), .desc = "profile name"},
+	{.name = "description", .type = TL_OPT_STRING,
+		.offset = offsetof(struct tl_app_config, description),
+		.size = sizeof(((struct tl_app_config *)0)->description),
+		.desc = "what this profile is for"},
+	{.name = "capture", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_app_config, capture),
+		.sub = tl_capture_opts, .check = tl_capture_check,
+		.desc = "packet capture: driver, ports, workers"},
+	{.name = "pipeline", .type = TL_OPT_SECTION,
+		.offset = offsetof(struct tl_app_config, pipeline), .sub = tl_pipeline_opts,
+		.desc = "decode, reassembly and extraction limits"},
+	{.name = "schema", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_app_config, schema),
+		.sub = tl_schema_opts, .desc = "event schema: JSON paths to typed columns"},
+	{.name = NULL},
+};
+
+const char *const *
+tl_app_profile_dirs(void)
+{
+	static const char *dirs[4];
+	int n = 0;
+	const char *env = getenv("TAPLINE_PROFILE_PATH");
+
+	if (env && env[0])
+		dirs[n++] = env;
+	dirs[n++] = TL_PROFILE_DIR;
+	dirs[n++] = TL_INSTALLED_PROFILE_DIR;
+	dirs[n] = NULL;
+	return dirs;
+}
+
+int
+tl_app_load(const char *path, struct tl_app_config *cfg, struct tl_schema **schema, FILE *errs)
+{
+	struct tl_schema *s = NULL;
+	unsigned n_err = 0;
+	char msg[512];
+	int rc;
+
+	if (schema)
+		*schema = NULL;
+	memset(cfg, 0, sizeof(*cfg));
+	rc = tl_config_load(path, tl_app_opts, cfg, tl_app_profile_dirs(), errs, &n_err);
+	if (rc < 0)
+		return rc;
+	/* The schema's cross-field rules (path prefixes, special columns) are checked by
+	 * compiling it, so `config check` finds every problem `run` would. */
+	msg[0] = '\0';
+	rc = tl_schema_compile(&cfg->schema, &cfg->pipeline.limits, &s, msg, sizeof(msg));
+	if (rc < 0) {
+		fprintf(errs ? errs : stderr, "%s: schema: %s\n", path, msg[0] ? msg : tl_strerror(rc));
+		return rc;
+	}
+	if (schema)
+		*schema = s;
+	else
+		tl_schema_free(s);
+	return 0;
+}

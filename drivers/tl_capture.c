@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tl_capture.h"
+
+#define TL_DEFAULT_PORT 5170
+
+const char *const tl_capture_driver_names[] = {"dpdk", NULL};
+
+static int
+parse_port(const char *s, uint16_t *port)
+{
+	char *end;
+	unsigned long v;
+
+	if (s[0] < '0' || s[0] > '9')
+		return -EINVAL;
+	v = strtoul(s, &end, 10);
+	if (*end != '\0' || v == 0 || v > 65535)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int
+tl_capture_check(const void *obj, char *msg, size_t msglen)
+{
+	const struct tl_capture_conf *c = obj;
+	uint16_t p;
+
+	for (uint32_t i = 0; i < c->n_ports; i++) {
+		if (parse_port(c->ports[i], &p) < 0) {
+			snprintf(msg, msglen, "ports: '%s' is not a UDP port (1-65535)", c->ports[i]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+const struct tl_opt tl_capture_opts[] = {
+	{.name = "driver", .type = TL_OPT_ENUM, .def = "dpdk",
+		.offset = offsetof(struct tl_capture_conf, driver),
+		.enums = tl_capture_driver_names, .desc = "capture driver"},
+	{.name = "ports", .type = TL_OPT_STRLIST, .offset = offsetof(struct tl_capture_conf, ports),
+		.size = TL_CAPTURE_PORT_LEN, .count_offset = offsetof(struct tl_capture_conf, n_ports),
+		.max_items = TL_CAPTURE_MAX_PORTS,
+		.desc = "telemetry UDP destination ports (default [5170])"},
+	{.name = "workers", .type = TL_OPT_UINT, .def = "1",
+		.offset = offsetof(struct tl_capture_conf, workers), .min = 1, .max = 64,
+		.desc = "RX queues, one worker lcore each"},
+	{.name = "dpdk", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_capture_conf, dpdk),
+		.sub = tl_dpdk_opts, .desc = "DPDK driver options"},
+	{.name = NULL},
+};
+
+int
+tl_capture_ports(const struct tl_capture_conf *c, uint16_t *out)
+{
+	if (c->n_ports == 0) {
+		out[0] = TL_DEFAULT_PORT;
+		return 1;
+	}
+	for (uint32_t i = 0; i < c->n_ports; i++)
+		if (parse_port(c->ports[i], &out[i]) < 0)
+			return -EINVAL;
+	return (int)c->n_ports;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/**
+ * @file
+ * The `capture:` section of a profile: which driver takes packets off the wire, on
+ * which UDP port(s) telemetry arrives, and how many worker cores run the pipeline.
+ */
+#ifndef TL_CAPTURE_H
+#define TL_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tl_dpdk.h"
+#include "tl_opt.h"
+
+enum tl_capture_driver {
+	TL_CAPTURE_DPDK, /**< DPDK ethdev: physical NICs and virtual PMDs */
+};
+
+extern const char *const tl_capture_driver_names[];
+
+#define TL_CAPTURE_MAX_PORTS 8
+#define TL_CAPTURE_PORT_LEN 8
+
+struct tl_capture_conf {
+	int driver;                                          /**< enum tl_capture_driver */
+	char ports[TL_CAPTURE_MAX_PORTS][TL_CAPTURE_PORT_LEN]; /**< telemetry UDP ports */
+	uint32_t n_ports;
+	uint64_t workers;                                    /**< RX queues = worker cores */
+	struct tl_dpdk_conf dpdk;
+};
+
+extern const struct tl_opt tl_capture_opts[];
+
+/** Section check for `capture:` (a tl_opt_check_fn): ports must be 1-65535. */
+int tl_capture_check(const void *obj, char *msg, size_t msglen);
+
+/**
+ * Convert the configured port strings to numbers.
+ * @return the number of ports written to @p out (at most TL_CAPTURE_MAX_PORTS; a
+ *         profile without ports yields the default 5170), or -EINVAL.
+ */
+int tl_capture_ports(const struct tl_capture_conf *c, uint16_t *out);
+
+#endif

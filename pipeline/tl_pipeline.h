@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/**
+ * @file
+ * The per-worker pipeline: frame -> L2-L4 decode -> reassembly -> UDP -> NDJSON split ->
+ * JSON extraction -> verdict, handed to a sink.
+ *
+ * Drivers (DPDK, AF_XDP, socket) own the packets and call tl_pipeline_rx() for each
+ * frame (or tl_pipeline_datagram() for a UDP payload the kernel already decoded). A
+ * worker is single-threaded: one per RX queue, nothing shared but the read-only schema.
+ * The sink is called synchronously for every event, accepted or rejected; the event's
+ * pointers are valid only during the call.
+ */
+#ifndef TL_PIPELINE_H
+#define TL_PIPELINE_H
+
+#include <stdint.h>
+
+#include "tl_counters.h"
+#include "tl_event.h"
+#include "tl_opt.h"
+#include "tl_reasm.h"
+#include "tl_schema.h"
+
+/** The `pipeline:` section of a profile. */
+struct tl_pipeline_conf {
+	struct tl_limits limits;     /**< `pipeline.limits` */
+	struct tl_reasm_conf reasm;  /**< `pipeline.reassembly` */
+};
+
+extern const struct tl_opt tl_pipeline_opts[];
+
+/**
+ * Receives every event the pipeline extracted.
+ * @param arg     the sink argument given at init.
+ * @param ev      the event; valid only during the call. On rejection only ev->raw and
+ *                ev->raw_len are meaningful.
+ * @param verdict TL_REASON_OK, or the EV_* reason it was rejected for.
+ */
+typedef void (*tl_event_sink_fn)(void *arg, const struct tl_event *ev, enum tl_reason verdict);
+
+struct tl_pipeline_worker {
+	struct tl_counters cnt;          /**< single writer: this worker */
+	const struct tl_schema *schema;
+	struct tl_reasm *reasm;
+	tl_event_sink_fn sink;
+	void *sink_arg;
+	uint64_t port_map[65536 / 64];   /**< telemetry UDP destination ports */
+	struct tl_event ev;              /**< scratch, reused for every event */
+} __attribute__((aligned(64)));
+
+/**
+ * Initialise a worker (allocates its reassembly table).
+ * @param w       the worker struct, owned by the caller (cache-aligned storage).
+ * @param conf    pipeline options.
+ * @param schema  compiled schema; must outlive the worker.
+ * @param ports   telemetry UDP ports, @p n_ports of them (at least one).
+ * @param sink    event consumer (NULL: events are only counted).
+ * @return 0, -EINVAL, -ENOMEM.
+ */
+int tl_pipeline_worker_init(struct tl_pipeline_worker *w, const struct tl_pipeline_conf *conf,
+		const struct tl_schema *schema, const uint16_t *ports, unsigned n_ports,
+		tl_event_sink_fn sink, void *sink_arg);
+
+/** Release what init allocated. NULL-safe; the struct itself stays the caller's. */
+void tl_pipeline_worker_fini(struct tl_pipeline_worker *w);
+
+/**
+ * Process one Ethernet frame.
+ * @param hw_flags TL_HW_* checksum flags from the NIC.
+ * @param now_ns   monotonic clock (reassembly timers).
+ */
+void tl_pipeline_rx(struct tl_pipeline_worker *w, const uint8_t *frame, uint32_t len,
+		uint32_t hw_flags, uint64_t now_ns);
+
+/** Process one telemetry UDP payload (NDJSON) that was decoded elsewhere. */
+void tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint32_t len);
+
+/** Expire stale reassembly state; call when the RX queue is idle. UINT64_MAX: all. */
+void tl_pipeline_expire(struct tl_pipeline_worker *w, uint64_t now_ns);
+
+#endif
