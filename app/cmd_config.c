@@ -11,7 +11,58 @@ config_usage(FILE *f)
 {
 	fprintf(f, "usage: tapline config check FILE   report every problem as file:line:column\n"
 		   "       tapline config show FILE    print the effective configuration\n"
-		   "                                   (after extends: inheritance and defaults)\n");
+		   "                                   (after extends: inheritance and defaults)\n"
+		   "       tapline config keys         every key: type, default, range, meaning\n"
+		   "                                   (a Markdown table, from the option tables)\n");
+}
+
+static const char *const type_name[] = {
+	[TL_OPT_BOOL] = "bool",
+	[TL_OPT_UINT] = "uint",
+	[TL_OPT_INT] = "int",
+	[TL_OPT_SIZE] = "size",
+	[TL_OPT_DURATION] = "duration",
+	[TL_OPT_STRING] = "string",
+	[TL_OPT_ENUM] = "enum",
+	[TL_OPT_STRLIST] = "list of strings",
+	[TL_OPT_SECTION] = "section",
+	[TL_OPT_LIST] = "list of records",
+};
+
+/* The reference is generated from the same tables the loader uses, so it cannot
+ * drift from what the loader accepts. */
+static void
+print_keys(const struct tl_opt *t, const char *prefix)
+{
+	for (; t->name; t++) {
+		char key[256];
+
+		snprintf(key, sizeof(key), "%s%s%s", prefix, prefix[0] ? "." : "", t->name);
+		printf("| `%s` | %s", key, type_name[t->type]);
+		if (t->type == TL_OPT_ENUM) {
+			printf(":");
+			for (const char *const *e = t->enums; *e; e++)
+				printf(" `%s`", *e);
+		}
+		printf(" | %s | ", t->def ? t->def : "");
+		if (t->max && (t->type == TL_OPT_UINT || t->type == TL_OPT_SIZE ||
+				t->type == TL_OPT_DURATION))
+			printf("%llu..%llu%s", (unsigned long long)t->min, (unsigned long long)t->max,
+					t->type == TL_OPT_DURATION ? " ns" :
+					t->type == TL_OPT_SIZE ? " bytes" : "");
+		if (t->max_items)
+			printf("at most %u", t->max_items);
+		printf(" | %s%s%s |\n", t->flags & TL_OPT_F_REQUIRED ? "**required.** " : "",
+				t->flags & TL_OPT_F_SECRET ? "*secret.* " : "", t->desc ? t->desc : "");
+		if (t->type == TL_OPT_SECTION)
+			print_keys(t->sub, key);
+		else if (t->type == TL_OPT_LIST) {
+			char item[300];
+
+			snprintf(item, sizeof(item), "%s[]", key);
+			print_keys(t->sub, item);
+		}
+	}
 }
 
 int
@@ -22,6 +73,11 @@ tl_cmd_config(int argc, char **argv)
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		config_usage(stdout);
+		return TL_EXIT_OK;
+	}
+	if (argc == 2 && strcmp(argv[1], "keys") == 0) {
+		printf("| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+		print_keys(tl_app_opts, "");
 		return TL_EXIT_OK;
 	}
 	if (argc != 3 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "show") != 0)) {

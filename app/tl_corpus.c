@@ -12,10 +12,10 @@
 #include "tl_error.h"
 
 #define TPCH_QUERIES 22
-#define ACTIVE_QUERIES 8    /* queries in flight: their events interleave */
-#define MAX_ERROR_TEXT 1500 /* escaped bytes of one metadata.error line */
-#define MAX_INFO_TEXT 4096  /* escaped bytes of one payload log line */
-#define UDP_MAX 65507       /* largest UDP payload over IPv4 */
+#define ACTIVE_QUERIES 8             /* queries in flight: their events interleave */
+#define MAX_ERROR_TEXT 1500          /* escaped bytes of one metadata.error line */
+#define MAX_INFO_TEXT 4096           /* escaped bytes of one payload log line */
+#define UDP_MAX 65507                /* largest UDP payload over IPv4 */
 #define BASE_TIME_MS 1710028800000ll /* 2024-03-10T00:00:00Z */
 
 /* Escaped JSON string contents (no quotes), or verbatim JSON text for spark lines. */
@@ -52,8 +52,8 @@ struct tl_corpus {
  * Loading
  * ------------------------------------------------------------------------------------- */
 
-static int
-set_msg(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_msg(char *msg, size_t msglen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 static int
 set_msg(char *msg, size_t msglen, const char *fmt, ...)
@@ -101,7 +101,7 @@ own(struct tl_corpus *c, void *p)
 
 static int
 read_file(struct tl_corpus *c, const char *dir, const char *name, char **buf, size_t *len,
-		char *msg, size_t msglen)
+        char *msg, size_t msglen)
 {
 	char path[4096];
 	struct stat st;
@@ -131,7 +131,8 @@ read_file(struct tl_corpus *c, const char *dir, const char *name, char **buf, si
 		if (n <= 0) {
 			e = errno;
 			close(fd);
-			return set_msg(msg, msglen, "%s: %s", path, n < 0 ? strerror(e) : "short read");
+			return set_msg(
+			        msg, msglen, "%s: %s", path, n < 0 ? strerror(e) : "short read");
 		}
 		got += (size_t)n;
 	}
@@ -198,14 +199,12 @@ is_plain(const char *p, size_t n)
 }
 
 static int
-add_text(struct tl_corpus *c, struct text **arr, uint32_t *n, uint32_t *cap, const char *esc,
-		size_t len, uint8_t src)
+add_text(struct text **arr, uint32_t *n, uint32_t *cap, const char *esc, size_t len, uint8_t src)
 {
 	if (grow((void **)arr, cap, *n, sizeof(struct text)) < 0)
 		return -ENOMEM;
-	(void)c;
 	(*arr)[*n] = (struct text){
-		.p = esc, .len = (uint32_t)len, .plain = (uint8_t)is_plain(esc, len), .src = src};
+	        .p = esc, .len = (uint32_t)len, .plain = (uint8_t)is_plain(esc, len), .src = src};
 	(*n)++;
 	return 0;
 }
@@ -213,14 +212,15 @@ add_text(struct tl_corpus *c, struct text **arr, uint32_t *n, uint32_t *cap, con
 static int
 has(const char *p, size_t n, const char *needle)
 {
-	return memmem(p, n, needle, strlen(needle)) != NULL;
+	/* p is never NULL here, but gcc -O2 with sanitizers cannot prove it (-Wnonnull). */
+	return p != NULL && memmem(p, n, needle, strlen(needle)) != NULL;
 }
 
 /* Split a log file into lines (CR LF or LF), escape them, and sort them into the INFO
  * pool or the error pool (WARN/ERROR/FATAL level or an exception mentioned). */
 static int
 load_log(struct tl_corpus *c, const char *dir, const char *name, uint8_t src, char *msg,
-		size_t msglen)
+        size_t msglen)
 {
 	char *buf, *esc, *o, *line, *end;
 	size_t len;
@@ -242,13 +242,13 @@ load_log(struct tl_corpus *c, const char *dir, const char *name, uint8_t src, ch
 			n--;
 		if (n) {
 			is_err = has(line, n, " WARN ") || has(line, n, " ERROR ") ||
-				has(line, n, " FATAL ") || has(line, n, "Exception") ||
-				has(line, n, "exception");
+			         has(line, n, " FATAL ") || has(line, n, "Exception") ||
+			         has(line, n, "exception");
 			e = json_escape((const uint8_t *)line, n, o);
 			if (is_err && e <= MAX_ERROR_TEXT)
-				rc = add_text(c, &c->err, &c->n_err, &c->cap_err, o, e, src);
+				rc = add_text(&c->err, &c->n_err, &c->cap_err, o, e, src);
 			else if (!is_err && e <= MAX_INFO_TEXT)
-				rc = add_text(c, &c->info, &c->n_info, &c->cap_info, o, e, src);
+				rc = add_text(&c->info, &c->n_info, &c->cap_info, o, e, src);
 			if (rc)
 				return rc;
 			o += e;
@@ -303,6 +303,23 @@ spark_measure(struct spark *s)
 	}
 }
 
+/* Next "\n" escape in escaped text [p, end), walking whole escapes (so the "\\" of
+ * "C:\\new" is not mistaken for one). */
+static const char *
+next_nl_escape(const char *p, const char *end)
+{
+	while (p < end) {
+		if (*p != '\\') {
+			p++;
+			continue;
+		}
+		if (p + 1 < end && p[1] == 'n')
+			return p;
+		p += 2;
+	}
+	return NULL;
+}
+
 /* Failure messages of the Spark event log ("Full Stack Trace", "Failure Reason",
  * "Message"): their first line, every "Caused by:" line, and the first line with the
  * next stack frames, all kept escaped exactly as the log wrote them. */
@@ -310,7 +327,7 @@ static int
 add_spark_failures(struct tl_corpus *c, const char *line, size_t len)
 {
 	static const char *const keys[] = {
-		"\"Full Stack Trace\":\"", "\"Failure Reason\":\"", "\"Message\":\""};
+	        "\"Full Stack Trace\":\"", "\"Failure Reason\":\"", "\"Message\":\""};
 	const char *end = line + len;
 
 	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
@@ -323,30 +340,25 @@ add_spark_failures(struct tl_corpus *c, const char *line, size_t len)
 			if (e == NULL)
 				break;
 			for (l = s; l < e; nth++) {
-				const char *nl = memmem(l, (size_t)(e - l), "\\n", 2);
-				const char *le = nl ? nl : e;
+				const char *nl = next_nl_escape(l, e), *le = nl ? nl : e, *t = le;
 				size_t n = (size_t)(le - l);
-				int rc = 0;
+				bool keep =
+				        nth == 0 || (n > 10 && memcmp(l, "Caused by:", 10) == 0);
 
-				if ((nth == 0 || (n > 10 && memcmp(l, "Caused by:", 10) == 0)) &&
-						n <= MAX_ERROR_TEXT)
-					rc = add_text(c, &c->err, &c->n_err, &c->cap_err, l, n,
-						SRC_SPARK_EVENTLOG);
-				if (rc)
-					return rc;
+				if (keep && n <= MAX_ERROR_TEXT &&
+				        add_text(&c->err, &c->n_err, &c->cap_err, l, n,
+				                SRC_SPARK_EVENTLOG))
+					return -ENOMEM;
 				if (nth == 0) {
-					/* The first line and up to six frames below it. */
-					const char *t = le;
-
+					/* The first line with up to six stack frames below it. */
 					for (int f = 0; f < 6 && t < e; f++) {
-						const char *nx = memmem(t + 2, (size_t)(e - t - 2 > 0 ? e - t - 2 : 0),
-							"\\n", 2);
+						const char *nx = next_nl_escape(t + 2, e);
 
 						t = nx ? nx : e;
 					}
-					if ((size_t)(t - l) <= MAX_ERROR_TEXT && t > le &&
-							add_text(c, &c->err, &c->n_err, &c->cap_err, l,
-								(size_t)(t - l), SRC_SPARK_EVENTLOG))
+					if (t > le && (size_t)(t - l) <= MAX_ERROR_TEXT &&
+					        add_text(&c->err, &c->n_err, &c->cap_err, l,
+					                (size_t)(t - l), SRC_SPARK_EVENTLOG))
 						return -ENOMEM;
 				}
 				l = nl ? nl + 2 : e;
@@ -374,7 +386,8 @@ load_spark(struct tl_corpus *c, const char *dir, char *msg, size_t msglen)
 		if (n && line[n - 1] == '\r')
 			n--;
 		if (n > 2 && line[0] == '{' && line[n - 1] == '}') {
-			if (grow((void **)&c->spark, &c->cap_spark, c->n_spark, sizeof(struct spark)))
+			if (grow((void **)&c->spark, &c->cap_spark, c->n_spark,
+			            sizeof(struct spark)))
 				return -ENOMEM;
 			c->spark[c->n_spark] = (struct spark){.p = line, .len = (uint32_t)n};
 			spark_measure(&c->spark[c->n_spark]);
@@ -410,7 +423,7 @@ load_queries(struct tl_corpus *c, const char *dir, char *msg, size_t msglen)
 		t = tabbed;
 		for (size_t j = 0; j < len;) {
 			if ((j == 0 || buf[j - 1] == '\n' || t[-1] == '\t') && j + 4 <= len &&
-					memcmp(buf + j, "    ", 4) == 0) {
+			        memcmp(buf + j, "    ", 4) == 0) {
 				*t++ = '\t';
 				j += 4;
 			} else {
@@ -432,9 +445,9 @@ tl_corpus_load(const char *data_dir, struct tl_corpus **out, char *msg, size_t m
 		const char *name;
 		uint8_t src;
 	} logs[] = {
-		{"loghub/Hadoop_2k.log", SRC_HADOOP},
-		{"loghub/HDFS_2k.log", SRC_HDFS},
-		{"loghub/Spark_2k.log", SRC_SPARK_LOG},
+	        {"loghub/Hadoop_2k.log", SRC_HADOOP},
+	        {"loghub/HDFS_2k.log", SRC_HDFS},
+	        {"loghub/Spark_2k.log", SRC_SPARK_LOG},
 	};
 	struct tl_corpus *c;
 	int rc;
@@ -453,8 +466,9 @@ tl_corpus_load(const char *data_dir, struct tl_corpus **out, char *msg, size_t m
 		rc = load_spark(c, data_dir, msg, msglen);
 	if (rc == 0 && (c->n_info < 16 || c->n_err < 16 || c->n_spark < 4))
 		rc = set_msg(msg, msglen,
-			"%s: too little usable text (%u INFO lines, %u error lines, %u spark events)",
-			data_dir, c->n_info, c->n_err, c->n_spark);
+		        "%s: too little usable text (%u INFO lines, %u error lines, %u spark "
+		        "events)",
+		        data_dir, c->n_info, c->n_err, c->n_spark);
 	if (rc) {
 		if (rc == -ENOMEM)
 			set_msg(msg, msglen, "out of memory");
@@ -487,25 +501,25 @@ static const struct {
 	const char *name;
 	enum tl_reason reason;
 } faults[TL_FAULT_MAX] = {
-	[TL_FAULT_NONE] = {"none", TL_REASON_OK},
-	[TL_FAULT_SYNTAX_CUT] = {"syntax_cut", TL_REASON_EV_JSON_SYNTAX},
-	[TL_FAULT_SYNTAX_COMMA] = {"syntax_comma", TL_REASON_EV_JSON_SYNTAX},
-	[TL_FAULT_SYNTAX_TRAILING] = {"syntax_trailing", TL_REASON_EV_JSON_SYNTAX},
-	[TL_FAULT_UTF8_BYTE] = {"utf8_byte", TL_REASON_EV_JSON_UTF8},
-	[TL_FAULT_UTF8_OVERLONG] = {"utf8_overlong", TL_REASON_EV_JSON_UTF8},
-	[TL_FAULT_UTF8_SURROGATE] = {"utf8_surrogate", TL_REASON_EV_JSON_UTF8},
-	[TL_FAULT_DEPTH] = {"depth", TL_REASON_EV_JSON_DEPTH},
-	[TL_FAULT_STRING_LONG] = {"string_long", TL_REASON_EV_JSON_STRING_TOO_LONG},
-	[TL_FAULT_TOO_LARGE] = {"too_large", TL_REASON_EV_TOO_LARGE},
-	[TL_FAULT_DUP_KEY] = {"dup_key", TL_REASON_EV_JSON_DUPLICATE_KEY},
-	[TL_FAULT_NUMBER_RANGE] = {"number_range", TL_REASON_EV_NUMBER_RANGE},
-	[TL_FAULT_TYPE_STRING] = {"type_string", TL_REASON_EV_FIELD_TYPE},
-	[TL_FAULT_TYPE_FLOAT] = {"type_float", TL_REASON_EV_FIELD_TYPE},
-	[TL_FAULT_TS_FEB29] = {"ts_feb29", TL_REASON_EV_TIMESTAMP},
-	[TL_FAULT_TS_NOZONE] = {"ts_nozone", TL_REASON_EV_TIMESTAMP},
-	[TL_FAULT_MISSING_ID] = {"missing_id", TL_REASON_EV_MISSING_FIELD},
-	[TL_FAULT_NULL_TYPE] = {"null_type", TL_REASON_EV_MISSING_FIELD},
-	[TL_FAULT_NOT_OBJECT] = {"not_object", TL_REASON_EV_JSON_NOT_OBJECT},
+        [TL_FAULT_NONE] = {"none", TL_REASON_OK},
+        [TL_FAULT_SYNTAX_CUT] = {"syntax_cut", TL_REASON_EV_JSON_SYNTAX},
+        [TL_FAULT_SYNTAX_COMMA] = {"syntax_comma", TL_REASON_EV_JSON_SYNTAX},
+        [TL_FAULT_SYNTAX_TRAILING] = {"syntax_trailing", TL_REASON_EV_JSON_SYNTAX},
+        [TL_FAULT_UTF8_BYTE] = {"utf8_byte", TL_REASON_EV_JSON_UTF8},
+        [TL_FAULT_UTF8_OVERLONG] = {"utf8_overlong", TL_REASON_EV_JSON_UTF8},
+        [TL_FAULT_UTF8_SURROGATE] = {"utf8_surrogate", TL_REASON_EV_JSON_UTF8},
+        [TL_FAULT_DEPTH] = {"depth", TL_REASON_EV_JSON_DEPTH},
+        [TL_FAULT_STRING_LONG] = {"string_long", TL_REASON_EV_JSON_STRING_TOO_LONG},
+        [TL_FAULT_TOO_LARGE] = {"too_large", TL_REASON_EV_TOO_LARGE},
+        [TL_FAULT_DUP_KEY] = {"dup_key", TL_REASON_EV_JSON_DUPLICATE_KEY},
+        [TL_FAULT_NUMBER_RANGE] = {"number_range", TL_REASON_EV_NUMBER_RANGE},
+        [TL_FAULT_TYPE_STRING] = {"type_string", TL_REASON_EV_FIELD_TYPE},
+        [TL_FAULT_TYPE_FLOAT] = {"type_float", TL_REASON_EV_FIELD_TYPE},
+        [TL_FAULT_TS_FEB29] = {"ts_feb29", TL_REASON_EV_TIMESTAMP},
+        [TL_FAULT_TS_NOZONE] = {"ts_nozone", TL_REASON_EV_TIMESTAMP},
+        [TL_FAULT_MISSING_ID] = {"missing_id", TL_REASON_EV_MISSING_FIELD},
+        [TL_FAULT_NULL_TYPE] = {"null_type", TL_REASON_EV_MISSING_FIELD},
+        [TL_FAULT_NOT_OBJECT] = {"not_object", TL_REASON_EV_JSON_NOT_OBJECT},
 };
 
 enum tl_reason
@@ -532,51 +546,51 @@ struct name {
 };
 
 static const struct name users[] = {
-	{"alice", NULL},
-	{"bob", NULL},
-	{"svc_etl", NULL},
-	{"analyst-07", NULL},
-	{"dbt_runner", NULL},
-	{"jos\xc3\xa9", "jos\\u00e9"},
-	{"\xe3\x83\x87\xe3\x83\xbc\xe3\x82\xbf", "\\u30c7\\u30fc\\u30bf"},
-	{"m\xc3\xbcller.k", "m\\u00fcller.k"},
-	{"ops_\xf0\x9f\x9a\x80", "ops_\\ud83d\\ude80"},
-	{"li.wei_\xe6\x9d\x8e", "li.wei_\\u674e"},
-	{"CORP\\\\svc_bi", "CORP\\u005csvc_bi"},
-	{"o'brien", NULL},
+        {"alice", NULL},
+        {"bob", NULL},
+        {"svc_etl", NULL},
+        {"analyst-07", NULL},
+        {"dbt_runner", NULL},
+        {"jos\xc3\xa9", "jos\\u00e9"},
+        {"\xe3\x83\x87\xe3\x83\xbc\xe3\x82\xbf", "\\u30c7\\u30fc\\u30bf"},
+        {"m\xc3\xbcller.k", "m\\u00fcller.k"},
+        {"ops_\xf0\x9f\x9a\x80", "ops_\\ud83d\\ude80"},
+        {"li.wei_\xe6\x9d\x8e", "li.wei_\\u674e"},
+        {"CORP\\\\svc_bi", "CORP\\u005csvc_bi"},
+        {"o'brien", NULL},
 };
 
 static const struct name databases[] = {
-	{"tpch_sf1", NULL},
-	{"tpch_sf100", NULL},
-	{"sales", NULL},
-	{"analytics", NULL},
-	{"finance_eu", NULL},
-	{"lakehouse.prod", NULL},
-	{"\xe3\x83\x87\xe3\x83\xbc\xe3\x82\xbf\xe3\x83\x99\xe3\x83\xbc\xe3\x82\xb9",
-		"\\u30c7\\u30fc\\u30bf\\u30d9\\u30fc\\u30b9"},
-	{"m\xc3\xbcnchen_dw", "m\\u00fcnchen_dw"},
+        {"tpch_sf1", NULL},
+        {"tpch_sf100", NULL},
+        {"sales", NULL},
+        {"analytics", NULL},
+        {"finance_eu", NULL},
+        {"lakehouse.prod", NULL},
+        {"\xe3\x83\x87\xe3\x83\xbc\xe3\x82\xbf\xe3\x83\x99\xe3\x83\xbc\xe3\x82\xb9",
+                "\\u30c7\\u30fc\\u30bf\\u30d9\\u30fc\\u30b9"},
+        {"m\xc3\xbcnchen_dw", "m\\u00fcnchen_dw"},
 };
 
 static const struct {
 	int16_t min;
 	const char *text;
 } zones[] = {
-	{0, "Z"},
-	{330, "+05:30"},
-	{-480, "-08:00"},
-	{0, "+00:00"},
-	{60, "+01:00"},
-	{540, "+09:00"},
-	{-300, "-05:00"},
+        {0, "Z"},
+        {330, "+05:30"},
+        {-480, "-08:00"},
+        {0, "+00:00"},
+        {60, "+01:00"},
+        {540, "+09:00"},
+        {-300, "-05:00"},
 };
 
 static const char *const engine_versions[] = {"3.4.1-e6", "3.5.0-e6", "3.5.2-e6-rc1"};
-static const char *const clusters_str[] = {"\"edge-eu-1\"", "\"edge-ap-south-2\"",
-	"\"onprem-dc3\""};
+static const char *const clusters_str[] = {
+        "\"edge-eu-1\"", "\"edge-ap-south-2\"", "\"onprem-dc3\""};
 static const char *const clusters_obj[] = {
-	"{\"name\":\"edge-eu-1\",\"az\":\"eu-central-1a\",\"nodes\":12}",
-	"{\"name\":\"onprem-dc3\",\"rack\":\"r17\",\"nodes\":4}",
+        "{\"name\":\"edge-eu-1\",\"az\":\"eu-central-1a\",\"nodes\":12}",
+        "{\"name\":\"onprem-dc3\",\"rack\":\"r17\",\"nodes\":4}",
 };
 
 enum term { TERM_FINISHED, TERM_FAILED, TERM_CANCELLED };
@@ -631,9 +645,9 @@ struct tl_corpus_gen {
 	uint32_t n_spark_ok;
 	uint32_t *query_ok; /* TPC-H queries whose text fits max_string */
 	uint32_t n_query_ok;
-	char *ev;     /* the event */
+	char *ev; /* the event */
 	size_t ev_cap;
-	char *vals;   /* value arena, reset per event */
+	char *vals; /* value arena, reset per event */
 	size_t vals_len, vals_cap;
 	char *truth;
 	size_t truth_cap, truth_len;
@@ -643,15 +657,15 @@ void
 tl_corpus_conf_defaults(struct tl_corpus_conf *conf)
 {
 	*conf = (struct tl_corpus_conf){
-		.seed = 1,
-		.error_share = 0.1,
-		.malformed_share = 0.05,
-		.max_event_size = 60 * 1024,
-		.max_string = 60 * 1024,
-		.max_depth = 32,
-		.id_max_len = 256,
-		.min_size = 1024,
-		.max_size = 5120,
+	        .seed = 1,
+	        .error_share = 0.1,
+	        .malformed_share = 0.05,
+	        .max_event_size = 60 * 1024,
+	        .max_string = 60 * 1024,
+	        .max_depth = 32,
+	        .id_max_len = 256,
+	        .min_size = 1024,
+	        .max_size = 5120,
 	};
 }
 
@@ -666,7 +680,7 @@ static bool
 string_long_by_id(const struct tl_corpus_conf *cf)
 {
 	return cf->id_max_len > 0 && cf->id_max_len + 64 < cf->max_string &&
-		cf->id_max_len + 4096 < cf->max_event_size;
+	       cf->id_max_len + 4096 < cf->max_event_size;
 }
 
 static uint32_t
@@ -689,10 +703,9 @@ static int
 check_conf(const struct tl_corpus_conf *cf)
 {
 	if (!(cf->error_share >= 0 && cf->error_share <= 1) ||
-			!(cf->malformed_share >= 0 && cf->malformed_share <= 1))
+	        !(cf->malformed_share >= 0 && cf->malformed_share <= 1))
 		return -EINVAL;
-	if (cf->min_size > cf->max_size || cf->max_size < 1024 ||
-			cf->max_size > cf->max_event_size)
+	if (cf->min_size > cf->max_size || cf->max_size < 1024 || cf->max_size > cf->max_event_size)
 		return -EINVAL;
 	if (cf->max_string < 1536 || cf->max_depth < 8 || cf->max_depth > 1000)
 		return -EINVAL;
@@ -704,8 +717,8 @@ check_conf(const struct tl_corpus_conf *cf)
 }
 
 int
-tl_corpus_gen_create(const struct tl_corpus *c, const struct tl_corpus_conf *conf,
-		struct tl_corpus_gen **out)
+tl_corpus_gen_create(
+        const struct tl_corpus *c, const struct tl_corpus_conf *conf, struct tl_corpus_gen **out)
 {
 	struct tl_corpus_gen *g;
 	int rc;
@@ -739,18 +752,19 @@ tl_corpus_gen_create(const struct tl_corpus *c, const struct tl_corpus_conf *con
 	g->spark_ok = calloc(c->n_spark, sizeof(uint32_t));
 	g->query_ok = calloc(TPCH_QUERIES, sizeof(uint32_t));
 	if (g->ev == NULL || g->vals == NULL || (conf->truth && g->truth == NULL) ||
-			g->spark_ok == NULL || g->query_ok == NULL) {
+	        g->spark_ok == NULL || g->query_ok == NULL) {
 		tl_corpus_gen_free(g);
 		return -ENOMEM;
 	}
 	/* Valid payload objects nest spark events at most 3 deep (wrapper object, array). */
 	for (uint32_t i = 0; i < c->n_spark; i++)
 		if (c->spark[i].depth + 3 <= conf->max_depth &&
-				c->spark[i].max_str <= conf->max_string &&
-				c->spark[i].len + 64 <= conf->max_size)
+		        c->spark[i].max_str <= conf->max_string &&
+		        c->spark[i].len + 64 <= conf->max_size)
 			g->spark_ok[g->n_spark_ok++] = i;
 	for (uint32_t i = 0; i < TPCH_QUERIES; i++)
-		if (c->query[i][0].len <= conf->max_string && c->query[i][1].len <= conf->max_string)
+		if (c->query[i][0].len <= conf->max_string &&
+		        c->query[i][1].len <= conf->max_string)
 			g->query_ok[g->n_query_ok++] = i;
 	if (g->n_query_ok == 0) {
 		tl_corpus_gen_free(g);
@@ -962,8 +976,6 @@ fill_lines(struct tl_corpus_gen *g, char *o, uint32_t max, const struct text *po
 			break;
 		i = i + 1 < n ? i + 1 : 0;
 	}
-	/* Never end on a lone "\n" separator's backslash: cut_down keeps units whole, and
-	 * the separator is only added when both bytes fit. */
 	return w;
 }
 
@@ -1040,8 +1052,7 @@ query_pick(struct tl_corpus_gen *g)
 	uint32_t live = 0, pick;
 
 	for (int i = 0; i < ACTIVE_QUERIES; i++) {
-		if (!g->q[i].live &&
-				(g->conf.max_queries == 0 || g->started < g->conf.max_queries))
+		if (!g->q[i].live && (g->conf.max_queries == 0 || g->started < g->conf.max_queries))
 			query_start(g, &g->q[i]);
 		live += g->q[i].live;
 	}
@@ -1068,8 +1079,8 @@ struct build {
 static void
 add_member(struct build *b, const char *key, uint32_t voff, uint32_t vlen)
 {
-	b->m[b->n++] = (struct member){.key = key, .klen = (uint32_t)strlen(key), .voff = voff,
-		.vlen = vlen};
+	b->m[b->n++] = (struct member){
+	        .key = key, .klen = (uint32_t)strlen(key), .voff = voff, .vlen = vlen};
 }
 
 static size_t
@@ -1121,7 +1132,9 @@ type_name(const struct qstate *q, uint32_t step)
 		return "planning";
 	if (step + 1 < q->n_events)
 		return "running";
-	return q->term == TERM_FAILED ? "failed" : q->term == TERM_CANCELLED ? "cancelled" : "finished";
+	return q->term == TERM_FAILED      ? "failed"
+	       : q->term == TERM_CANCELLED ? "cancelled"
+	                                   : "finished";
 }
 
 /* A string payload: log lines, exactly @p budget bytes of JSON if the text allows. */
@@ -1206,8 +1219,10 @@ payload_object(struct tl_corpus_gen *g, char *o, uint32_t budget, uint32_t min_l
 	{
 		uint32_t a = spark_array(g, o + w, budget > w + 40 ? (budget - w - 40) : 0);
 
-		if (a == 0)
-			memcpy(o + w, "[]", 2), a = 2;
+		if (a == 0) {
+			memcpy(o + w, "[]", 2);
+			a = 2;
+		}
 		w += a;
 	}
 	w = (uint32_t)(puts0(o + w, ",\"log\":\"") - o);
@@ -1257,8 +1272,8 @@ error_value(struct tl_corpus_gen *g, char *o, uint8_t *kind)
 
 /* Insert @p ins (length @p n) into the query_text value at an escape boundary. */
 static void
-corrupt_query_text(struct tl_corpus_gen *g, struct build *b, uint32_t qi, const char *ins,
-		uint32_t n)
+corrupt_query_text(
+        struct tl_corpus_gen *g, struct build *b, uint32_t qi, const char *ins, uint32_t n)
 {
 	struct member *m = &b->m[qi];
 	char *o = vcur(g), *v = g->vals + m->voff;
@@ -1274,8 +1289,8 @@ corrupt_query_text(struct tl_corpus_gen *g, struct build *b, uint32_t qi, const 
 }
 
 static const char *const utf8_bad_bytes[] = {"\xff", "\x80", "\xc3", "\xfe", "\xed\xa0\x80"};
-static const char *const utf8_overlongs[] = {"\xc0\xaf", "\xe0\x80\xaf", "\xc1\xbf",
-	"\xf0\x80\x80\xaf"};
+static const char *const utf8_overlongs[] = {
+        "\xc0\xaf", "\xe0\x80\xaf", "\xc1\xbf", "\xf0\x80\x80\xaf"};
 static const char *const lone_surrogates[] = {"\\ud800", "\\udbff", "\\udc00"};
 
 /* Nested containers past max_depth, innermost a log line. */
@@ -1415,7 +1430,7 @@ size_t
 tl_corpus_truth_lost(uint64_t seq, enum tl_reason reason, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap, "{\"seq\":%llu,\"valid\":false,\"reason\":\"%s\"}",
-		(unsigned long long)seq, tl_reason_name(reason));
+	        (unsigned long long)seq, tl_reason_name(reason));
 
 	return n < 0 ? 0 : (size_t)n;
 }
@@ -1563,7 +1578,8 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 		o = puts0(o, col);
 		switch (fault) {
 		case TL_FAULT_NUMBER_RANGE:
-			o = puts0(o, chance(g, 0.5) ? "184467440737095516160" : "99999999999999999999");
+			o = puts0(o,
+			        chance(g, 0.5) ? "184467440737095516160" : "99999999999999999999");
 			break;
 		case TL_FAULT_TYPE_STRING:
 			*o++ = '"';
@@ -1612,7 +1628,7 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 		}
 		if (q->cluster) {
 			f.cluster = q->cluster == 1 ? clusters_str[q->cluster_idx]
-						    : clusters_obj[q->cluster_idx];
+			                            : clusters_obj[q->cluster_idx];
 			o = puts0(o, sep);
 			o = puts0(o, "\"cluster\"");
 			o = puts0(o, col);
@@ -1727,7 +1743,8 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 			/* Past the limit by at least 32 bytes (the fill may stop a few bytes short
 			 * of its target), within one UDP datagram. */
 			uint32_t room = UDP_MAX - (uint32_t)cf->max_event_size - 32;
-			uint32_t want = (uint32_t)cf->max_event_size + 32 + rnd(g, room < 2048 ? room : 2048);
+			uint32_t want = (uint32_t)cf->max_event_size + 32 +
+			                rnd(g, room < 2048 ? room : 2048);
 
 			vlen = payload_fill_array(g, p, rest, want);
 			f.pay_kind = V_RAW;
@@ -1741,7 +1758,7 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 				/* Whole records rarely fill the budget: accept half of it, as
 				 * long as the event stays at least min_size. */
 				vlen = payload_object(g, p, budget,
-					budget - (slack < budget / 2 ? slack : budget / 2));
+				        budget - (slack < budget / 2 ? slack : budget / 2));
 				f.pay_kind = V_RAW;
 			}
 			if (vlen == 0) {
@@ -1832,8 +1849,8 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 		if (fault == TL_FAULT_NONE)
 			ev->truth_len = truth_valid(g, &f, is_error);
 		else
-			ev->truth_len = (uint32_t)tl_corpus_truth_lost(g->seq, ev->reason, g->truth,
-				g->truth_cap);
+			ev->truth_len = (uint32_t)tl_corpus_truth_lost(
+			        g->seq, ev->reason, g->truth, g->truth_cap);
 		ev->truth = g->truth;
 	}
 	g->seq++;
@@ -1846,7 +1863,7 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 
 int
 tl_corpus_batch_build(const struct tl_corpus *c, const struct tl_corpus_conf *conf, uint32_t n,
-		struct tl_corpus_batch *out)
+        struct tl_corpus_batch *out)
 {
 	struct tl_corpus_conf cf;
 	struct tl_corpus_gen *g = NULL;

@@ -139,17 +139,17 @@ enum tl_corpus_fault {
 	TL_FAULT_UTF8_SURROGATE,  /**< json_utf8: a lone surrogate escape \ud800 */
 	TL_FAULT_DEPTH,           /**< json_depth: payload nested past max_depth */
 	TL_FAULT_STRING_LONG,     /**< json_string_too_long: a string past max_string (or
-				       past id_max_len in query_id) in an event that fits */
+	                               past id_max_len in query_id) in an event that fits */
 	TL_FAULT_TOO_LARGE,       /**< event_too_large: the line is longer than max_event_size */
-	TL_FAULT_DUP_KEY,         /**< json_duplicate_key: query_id (or metadata.duration_ms) twice */
-	TL_FAULT_NUMBER_RANGE,    /**< number_range: duration_ms 184467440737095516160 */
-	TL_FAULT_TYPE_STRING,     /**< field_type: duration_ms as a string */
-	TL_FAULT_TYPE_FLOAT,      /**< field_type: duration_ms 12.5 */
-	TL_FAULT_TS_FEB29,        /**< timestamp_invalid: 2023-02-29 */
-	TL_FAULT_TS_NOZONE,       /**< timestamp_invalid: no zone */
-	TL_FAULT_MISSING_ID,      /**< missing_field: no query_id */
-	TL_FAULT_NULL_TYPE,       /**< missing_field: event_type null */
-	TL_FAULT_NOT_OBJECT,      /**< json_not_object: the event inside a top-level array */
+	TL_FAULT_DUP_KEY,      /**< json_duplicate_key: query_id (or metadata.duration_ms) twice */
+	TL_FAULT_NUMBER_RANGE, /**< number_range: duration_ms 184467440737095516160 */
+	TL_FAULT_TYPE_STRING,  /**< field_type: duration_ms as a string */
+	TL_FAULT_TYPE_FLOAT,   /**< field_type: duration_ms 12.5 */
+	TL_FAULT_TS_FEB29,     /**< timestamp_invalid: 2023-02-29 */
+	TL_FAULT_TS_NOZONE,    /**< timestamp_invalid: no zone */
+	TL_FAULT_MISSING_ID,   /**< missing_field: no query_id */
+	TL_FAULT_NULL_TYPE,    /**< missing_field: event_type null */
+	TL_FAULT_NOT_OBJECT,   /**< json_not_object: the event inside a top-level array */
 	TL_FAULT_MAX
 };
 
@@ -180,7 +180,7 @@ void tl_corpus_conf_defaults(struct tl_corpus_conf *conf);
 
 /** One generated event; everything points into the generator, valid until its next call. */
 struct tl_corpus_event {
-	const uint8_t *data;        /**< the NDJSON line, without newline; never contains '\n' */
+	const uint8_t *data; /**< the NDJSON line, without newline; never contains '\n' */
 	uint32_t len;
 	uint64_t seq;               /**< 0-based position in generation order */
 	uint64_t query;             /**< 0-based index of the query the event belongs to */
@@ -204,8 +204,8 @@ struct tl_corpus_gen;
  *         outside 8..1000, max_event_size is below 6144 or above 1 MiB, or fault_mask
  *         allows no feasible kind while malformed_share > 0; -ENOMEM.
  */
-int tl_corpus_gen_create(const struct tl_corpus *c, const struct tl_corpus_conf *conf,
-		struct tl_corpus_gen **out);
+int tl_corpus_gen_create(
+        const struct tl_corpus *c, const struct tl_corpus_conf *conf, struct tl_corpus_gen **out);
 
 /** Free a generator. NULL-safe. */
 void tl_corpus_gen_free(struct tl_corpus_gen *g);
@@ -250,8 +250,8 @@ struct tl_corpus_batch {
  * @param out      out: the batch (caller owns; tl_corpus_batch_free).
  * @return 0, -EINVAL (see tl_corpus_gen_create, or n == 0), -ENOMEM.
  */
-int tl_corpus_batch_build(const struct tl_corpus *c, const struct tl_corpus_conf *conf,
-		uint32_t n, struct tl_corpus_batch *out);
+int tl_corpus_batch_build(const struct tl_corpus *c, const struct tl_corpus_conf *conf, uint32_t n,
+        struct tl_corpus_batch *out);
 
 /** Free the batch's buffers and zero it. NULL-safe. */
 void tl_corpus_batch_free(struct tl_corpus_batch *b);

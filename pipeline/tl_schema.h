@@ -65,6 +65,14 @@ struct tl_limits {
 extern const struct tl_opt tl_schema_opts[];
 extern const struct tl_opt tl_limits_opts[];
 
+/**
+ * Semantic check of a whole `schema:` section (a tl_opt_check_fn for the SECTION entry
+ * that holds tl_schema_opts): the same rules as tl_schema_compile() for the columns.
+ * @param def  a struct tl_schema_def.
+ * @return 0 if consistent, 1 with @p msg filled if not.
+ */
+int tl_schema_check(const void *def, char *msg, size_t msglen);
+
 /** Compiled schema; opaque. */
 struct tl_schema;
 
@@ -76,7 +84,8 @@ struct tl_schema;
  * @param msg    buffer for a human-readable reason on failure (may be NULL).
  * @return 0; TL_E_SCHEMA (with @p msg) if paths conflict (one column's path is a
  *         prefix of another's), names repeat, or time/error/id columns are missing
- *         or of the wrong type; -ENOMEM.
+ *         or of the wrong type, or @p lim is out of range (max_depth 1..1024,
+ *         max_extra <= TL_EVENT_MAX_EXTRA); -ENOMEM. On failure *out is NULL.
  */
 int tl_schema_compile(const struct tl_schema_def *def, const struct tl_limits *lim,
 		struct tl_schema **out, char *msg, size_t msglen);

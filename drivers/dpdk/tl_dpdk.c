@@ -174,8 +174,9 @@ build_eal_args(const struct tl_dpdk_conf *c, unsigned n_queues, const char *prog
 
 	rc |= arg_add(a, prog);
 	/* No shared runtime files: several instances (and tests) coexist, and nothing
-	 * stale is left behind by a killed run. */
-	rc |= arg_add(a, "--in-memory");
+	 * stale is left behind by a killed run. --in-memory also unlinks hugepage files
+	 * but is refused together with --no-huge (which implies legacy memory). */
+	rc |= arg_add(a, c->no_huge ? "--no-shconf" : "--in-memory");
 	snprintf(buf, sizeof(buf), "tapline-%d", (int)getpid());
 	rc |= arg_add(a, "--file-prefix");
 	rc |= arg_add(a, buf);

@@ -1,0 +1,871 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * `tapline gen`: the load generator and reference producer (raw NDJSON mode).
+ *
+ * Events come from tl_corpus, are packed into datagrams (NDJSON lines separated by
+ * '\n') and go to a kernel UDP socket (--udp), to pcap files (--pcap) or nowhere (the
+ * default: generation only, for truth files and timing). --truth and --summary write
+ * what the pipeline must extract and count for exactly this output.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tl_cmd.h"
+#include "tl_corpus.h"
+#include "tl_error.h"
+#include "tl_opt.h"
+#include "tl_pcapw.h"
+#include "tl_reason.h"
+
+#ifndef TL_DATA_DIR
+#define TL_DATA_DIR "../shared/data"
+#endif
+
+#define DEFAULT_COUNT 10000
+
+static volatile sig_atomic_t gen_stop;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	gen_stop = 1;
+}
+
+static void
+gen_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: tapline gen [options]\n"
+	        "\n"
+	        "Generate realistic query telemetry (about 5 events per SQL query: TPC-H query\n"
+	        "texts, real Hadoop/HDFS/Spark log lines and Spark event-log content, 1-5 KB per\n"
+	        "event) as raw NDJSON datagrams, with a share of malformed events and packet "
+	        "faults.\n"
+	        "Without --udp or --pcap the events are only generated (and truth/summary "
+	        "written).\n"
+	        "\n"
+	        "What and how much:\n"
+	        "      --data DIR              shared data folder (default $TAPLINE_DATA or\n"
+	        "                              " TL_DATA_DIR ")\n"
+	        "      --seed N                same seed, same bytes (default 1)\n"
+	        "  -n, --count N               events to generate (default %d unless --queries\n"
+	        "                              or --duration bounds the run)\n"
+	        "      --queries N             generate N complete queries instead\n"
+	        "      --duration SEC          stop after SEC seconds (\"30\", \"1.5s\", \"2m\")\n"
+	        "      --rate EVENTS_PER_S     pace the output (0 = as fast as possible); with\n"
+	        "                              --pcap it sets the frames' timestamps instead\n"
+	        "      --error-share F         share of queries that fail (default 0.1)\n"
+	        "      --malformed-share F     share of malformed events (default 0.05)\n"
+	        "      --max-event-size SIZE   pipeline.max_event_size to aim at (default 60KiB)\n"
+	        "      --max-string SIZE       pipeline.max_string (default 60KiB)\n"
+	        "      --max-depth N           pipeline.max_depth (default 32)\n"
+	        "      --id-max-len N          max_len of the query_id column (default 256; 0 =\n"
+	        "                              unknown); used for json_string_too_long when\n"
+	        "                              max_string is too close to max_event_size\n"
+	        "      --datagram-size SIZE    NDJSON bytes per ordinary datagram (default 8KiB)\n"
+	        "\n"
+	        "Where to:\n"
+	        "      --udp HOST:PORT         send datagrams with a UDP socket; HOST must be\n"
+	        "                              loopback or in 198.18.0.0/15 unless\n"
+	        "      --any-destination       is given\n"
+	        "      --pcap FILE             write Ethernet frames to FILE (with --shards N:\n"
+	        "                              FILE-0.pcap ... FILE-<N-1>.pcap, split by flow)\n"
+	        "      --shards N              pcap files, 1..64 (default 1)\n"
+	        "      --port N                destination UDP port in pcap files (default 5170)\n"
+	        "      --mtu N                 IP MTU for fragmentation, 1280..9000 (default "
+	        "1500)\n"
+	        "      --ipv6-share F          share of datagrams over IPv6 (default 0.1)\n"
+	        "      --vlan-share F          share of senders behind 802.1Q/QinQ (default 0.2)\n"
+	        "      --packet-fault-share F  share of datagrams with a bad UDP/IPv4 checksum,\n"
+	        "                              an overlapping or a duplicate fragment (default 0)\n"
+	        "      --noise-share F         ARP/LLDP, DNS and TCP frames per datagram (default\n"
+	        "                              0.01)\n"
+	        "\n"
+	        "Reference output:\n"
+	        "      --truth FILE            one JSON line per event, in generation order: the\n"
+	        "                              verdict and the values the pipeline must extract\n"
+	        "      --summary FILE          the counters `tapline run` must print, as JSON\n"
+	        "  -h, --help                  this text\n"
+	        "\n"
+	        "Prints 'figure gen_events N', 'figure gen_datagrams N', 'figure gen_bytes N'\n"
+	        "(NDJSON bytes) and with --udp 'figure gen_rate R events/s'.\n"
+	        "Exit codes: 0 ok, 1 runtime failure, 2 usage error.\n",
+	        DEFAULT_COUNT);
+}
+
+struct gen_opts {
+	const char *data, *udp, *pcap, *truth, *summary;
+	uint64_t seed, count, queries, datagram_size, max_event_size, max_string, max_depth;
+	uint64_t id_max_len, shards, port, mtu;
+	double rate, duration, error_share, malformed_share, fault_share, ipv6_share, vlan_share,
+	        noise_share;
+	bool any_destination, have_count;
+};
+
+static int
+bad_arg(const char *opt, const char *val, const char *why)
+{
+	fprintf(stderr, "gen: --%s '%s': %s\ntry 'tapline gen --help'\n", opt, val, why);
+	return -EINVAL;
+}
+
+static int
+parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *v)
+{
+	char *end;
+	unsigned long long x;
+
+	errno = 0;
+	if (s[0] == '-' || s[0] == '\0')
+		return bad_arg(opt, s, "not a non-negative integer");
+	x = strtoull(s, &end, 0);
+	if (errno || *end != '\0')
+		return bad_arg(opt, s, "not a non-negative integer");
+	if (x < min || x > max) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "out of range %" PRIu64 "..%" PRIu64, min, max);
+		return bad_arg(opt, s, why);
+	}
+	*v = x;
+	return 0;
+}
+
+static int
+parse_size_opt(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *v)
+{
+	uint64_t x;
+
+	if (tl_parse_size(s, &x) < 0)
+		return bad_arg(opt, s, "not a size (e.g. 1500, 16KiB, 1MiB)");
+	if (x < min || x > max) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "out of range %" PRIu64 "..%" PRIu64 " bytes", min, max);
+		return bad_arg(opt, s, why);
+	}
+	*v = x;
+	return 0;
+}
+
+static int
+parse_double(const char *opt, const char *s, double min, double max, double *v)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(x))
+		return bad_arg(opt, s, "not a number");
+	if (x < min || x > max) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "out of range %g..%g", min, max);
+		return bad_arg(opt, s, why);
+	}
+	*v = x;
+	return 0;
+}
+
+/* Seconds: a plain number, or a duration with a unit ("1.5s", "2m"). */
+static int
+parse_seconds(const char *opt, const char *s, double *v)
+{
+	uint64_t ns;
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(s, &end);
+	if (!errno && end != s && *end == '\0' && isfinite(x) && x > 0) {
+		*v = x;
+		return 0;
+	}
+	if (tl_parse_duration(s, &ns) == 0 && ns > 0) {
+		*v = (double)ns / 1e9;
+		return 0;
+	}
+	return bad_arg(opt, s, "not a positive duration (e.g. 30, 1.5s, 2m)");
+}
+
+static int
+parse_opts(int argc, char **argv, struct gen_opts *o)
+{
+	enum {
+		O_DATA = 256,
+		O_SEED,
+		O_QUERIES,
+		O_RATE,
+		O_DURATION,
+		O_UDP,
+		O_ANY,
+		O_PCAP,
+		O_SHARDS,
+		O_TRUTH,
+		O_SUMMARY,
+		O_ERR,
+		O_MAL,
+		O_PKT,
+		O_MES,
+		O_MS,
+		O_MD,
+		O_IDLEN,
+		O_DGS,
+		O_MTU,
+		O_V6,
+		O_VLAN,
+		O_PORT,
+		O_NOISE,
+	};
+	static const struct option lo[] = {
+	        {"data", required_argument, NULL, O_DATA},
+	        {"seed", required_argument, NULL, O_SEED},
+	        {"count", required_argument, NULL, 'n'},
+	        {"queries", required_argument, NULL, O_QUERIES},
+	        {"rate", required_argument, NULL, O_RATE},
+	        {"duration", required_argument, NULL, O_DURATION},
+	        {"udp", required_argument, NULL, O_UDP},
+	        {"any-destination", no_argument, NULL, O_ANY},
+	        {"pcap", required_argument, NULL, O_PCAP},
+	        {"shards", required_argument, NULL, O_SHARDS},
+	        {"truth", required_argument, NULL, O_TRUTH},
+	        {"summary", required_argument, NULL, O_SUMMARY},
+	        {"error-share", required_argument, NULL, O_ERR},
+	        {"malformed-share", required_argument, NULL, O_MAL},
+	        {"packet-fault-share", required_argument, NULL, O_PKT},
+	        {"max-event-size", required_argument, NULL, O_MES},
+	        {"max-string", required_argument, NULL, O_MS},
+	        {"max-depth", required_argument, NULL, O_MD},
+	        {"id-max-len", required_argument, NULL, O_IDLEN},
+	        {"datagram-size", required_argument, NULL, O_DGS},
+	        {"mtu", required_argument, NULL, O_MTU},
+	        {"ipv6-share", required_argument, NULL, O_V6},
+	        {"vlan-share", required_argument, NULL, O_VLAN},
+	        {"port", required_argument, NULL, O_PORT},
+	        {"noise-share", required_argument, NULL, O_NOISE},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	int c, rc = 0;
+
+	/* 0 makes glibc re-initialise, so the command can run more than once per process. */
+	optind = 0;
+	while (rc == 0 && (c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
+		switch (c) {
+		case O_DATA:
+			o->data = optarg;
+			break;
+		case O_SEED:
+			rc = parse_u64("seed", optarg, 0, UINT64_MAX, &o->seed);
+			break;
+		case 'n':
+			rc = parse_u64("count", optarg, 1, UINT64_MAX, &o->count);
+			o->have_count = true;
+			break;
+		case O_QUERIES:
+			rc = parse_u64("queries", optarg, 1, UINT64_MAX, &o->queries);
+			break;
+		case O_RATE:
+			rc = parse_double("rate", optarg, 0, 1e9, &o->rate);
+			break;
+		case O_DURATION:
+			rc = parse_seconds("duration", optarg, &o->duration);
+			break;
+		case O_UDP:
+			o->udp = optarg;
+			break;
+		case O_ANY:
+			o->any_destination = true;
+			break;
+		case O_PCAP:
+			o->pcap = optarg;
+			break;
+		case O_SHARDS:
+			rc = parse_u64("shards", optarg, 1, TL_PCAPW_MAX_SHARDS, &o->shards);
+			break;
+		case O_TRUTH:
+			o->truth = optarg;
+			break;
+		case O_SUMMARY:
+			o->summary = optarg;
+			break;
+		case O_ERR:
+			rc = parse_double("error-share", optarg, 0, 1, &o->error_share);
+			break;
+		case O_MAL:
+			rc = parse_double("malformed-share", optarg, 0, 1, &o->malformed_share);
+			break;
+		case O_PKT:
+			rc = parse_double("packet-fault-share", optarg, 0, 1, &o->fault_share);
+			break;
+		case O_MES:
+			rc = parse_size_opt(
+			        "max-event-size", optarg, 6144, 1 << 20, &o->max_event_size);
+			break;
+		case O_MS:
+			rc = parse_size_opt("max-string", optarg, 1536, 1 << 20, &o->max_string);
+			break;
+		case O_MD:
+			rc = parse_u64("max-depth", optarg, 8, 1000, &o->max_depth);
+			break;
+		case O_IDLEN:
+			rc = parse_u64("id-max-len", optarg, 0, 65536, &o->id_max_len);
+			break;
+		case O_DGS:
+			rc = parse_size_opt(
+			        "datagram-size", optarg, 256, TL_PCAPW_UDP_MAX, &o->datagram_size);
+			break;
+		case O_MTU:
+			rc = parse_u64("mtu", optarg, 1280, 9000, &o->mtu);
+			break;
+		case O_V6:
+			rc = parse_double("ipv6-share", optarg, 0, 1, &o->ipv6_share);
+			break;
+		case O_VLAN:
+			rc = parse_double("vlan-share", optarg, 0, 1, &o->vlan_share);
+			break;
+		case O_PORT:
+			rc = parse_u64("port", optarg, 1, 65535, &o->port);
+			break;
+		case O_NOISE:
+			rc = parse_double("noise-share", optarg, 0, 1, &o->noise_share);
+			break;
+		case 'h':
+			gen_usage(stdout);
+			return 1;
+		default:
+			fprintf(stderr, "try 'tapline gen --help'\n");
+			return -EINVAL;
+		}
+	}
+	if (rc)
+		return rc;
+	if (optind < argc) {
+		fprintf(stderr, "gen: unexpected argument '%s'\ntry 'tapline gen --help'\n",
+		        argv[optind]);
+		return -EINVAL;
+	}
+	if (o->udp && o->pcap) {
+		fprintf(stderr, "gen: --udp and --pcap are exclusive\n");
+		return -EINVAL;
+	}
+	if (!o->pcap && (o->fault_share > 0 || o->shards > 1)) {
+		fprintf(stderr, "gen: --packet-fault-share and --shards need --pcap\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- UDP destination ---- */
+
+static bool
+allowed_v4(const uint8_t *a)
+{
+	/* 127.0.0.0/8 loopback, 198.18.0.0/15 benchmarking (RFC 2544). */
+	return a[0] == 127 || (a[0] == 198 && (a[1] & 0xfe) == 18);
+}
+
+static bool
+allowed_destination(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		return allowed_v4((const uint8_t *)&in->sin_addr);
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		const uint8_t *a = in6->sin6_addr.s6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && allowed_v4(a + 12);
+	}
+	return false;
+}
+
+static int
+open_udp(const char *spec, bool any, int *fd_out, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	char host[256];
+	const char *colon, *port;
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res = NULL;
+	int fd, rc, sndbuf = 4 << 20;
+	size_t hl;
+
+	if (spec[0] == '[') {
+		const char *rb = strchr(spec, ']');
+
+		if (rb == NULL || rb[1] != ':')
+			goto usage;
+		hl = (size_t)(rb - spec - 1);
+		memcpy(host, spec + 1, hl < sizeof(host) ? hl : 0);
+		port = rb + 2;
+	} else {
+		colon = strrchr(spec, ':');
+		if (colon == NULL)
+			goto usage;
+		hl = (size_t)(colon - spec);
+		memcpy(host, spec, hl < sizeof(host) ? hl : 0);
+		port = colon + 1;
+	}
+	if (hl == 0 || hl >= sizeof(host) || port[0] == '\0')
+		goto usage;
+	host[hl] = '\0';
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, "gen: --udp '%s': %s\n", spec, gai_strerror(rc));
+		return 2;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (!any && !allowed_destination(ss)) {
+		fprintf(stderr,
+		        "gen: --udp '%s': only loopback and 198.18.0.0/15 destinations are allowed "
+		        "(use --any-destination to send elsewhere)\n",
+		        spec);
+		return 2;
+	}
+	fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, "gen: socket: %s\n", strerror(errno));
+		return 1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	*fd_out = fd;
+	return 0;
+usage:
+	fprintf(stderr, "gen: --udp '%s': expected HOST:PORT or [IPv6]:PORT\n", spec);
+	return 2;
+}
+
+/* ---- clocks and pacing ---- */
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Token bucket: @p rate events/s, bursts of up to 20 ms worth (or one datagram). */
+struct bucket {
+	double rate, tokens, burst, last;
+};
+
+static void
+bucket_take(struct bucket *b, double n, double deadline)
+{
+	double cap = b->burst > n ? b->burst : n;
+
+	for (;;) {
+		double t = now_s(), wait;
+
+		b->tokens += (t - b->last) * b->rate;
+		b->last = t;
+		if (b->tokens > cap)
+			b->tokens = cap;
+		if (b->tokens >= n || gen_stop || (deadline > 0 && t >= deadline))
+			break;
+		wait = (n - b->tokens) / b->rate;
+		if (deadline > 0 && t + wait > deadline)
+			wait = deadline - t;
+		if (wait > 0) {
+			struct timespec ts = {.tv_sec = (time_t)wait,
+			        .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	b->tokens -= n;
+}
+
+/* ---- packing and output ---- */
+
+struct gen_state {
+	struct gen_opts *o;
+	struct tl_corpus_rng rng;
+	struct tl_pcapw *pw;
+	int fd;
+	struct sockaddr_storage dst;
+	socklen_t dstlen;
+	FILE *truth;
+	struct bucket bucket;
+	double deadline;
+	uint64_t start_ns;
+	/* the datagram being filled */
+	uint8_t *buf;
+	uint32_t len, n_events;
+	struct tl_pcapw_plan plan;
+	bool crlf;
+	char lost[128];
+	/* totals */
+	uint64_t events, datagrams, bytes, send_errors;
+	uint64_t valid, rejected, error_events, event_bytes;
+	uint64_t reason[TL_REASON_MAX];
+};
+
+static int
+flush_datagram(struct gen_state *s)
+{
+	int rc = 0;
+
+	if (s->n_events == 0)
+		return 0;
+	/* Many syslog-style senders end the last line too; the pipeline skips empty lines. */
+	if (tl_corpus_rng_chance(&s->rng, 0.2) && s->len + 2 <= TL_PCAPW_UDP_MAX) {
+		if (s->crlf)
+			s->buf[s->len++] = '\r';
+		s->buf[s->len++] = '\n';
+	}
+	if (s->pw) {
+		uint64_t ts = s->start_ns;
+
+		if (s->o->rate > 0)
+			ts += (uint64_t)((double)(s->events - s->n_events) * 1e9 / s->o->rate);
+		rc = tl_pcapw_write(s->pw, &s->plan, s->buf, s->len, ts);
+	} else if (s->fd >= 0) {
+		if (s->o->rate > 0)
+			bucket_take(&s->bucket, s->n_events, s->deadline);
+		for (;;) {
+			ssize_t n = sendto(
+			        s->fd, s->buf, s->len, 0, (struct sockaddr *)&s->dst, s->dstlen);
+
+			if (n >= 0)
+				break;
+			if (errno == EINTR && !gen_stop)
+				continue;
+			if (errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED) {
+				/* The kernel (or an ICMP error from a previous datagram) says
+				 * slow down; the datagram is lost, as on any UDP path. */
+				s->send_errors++;
+				break;
+			}
+			fprintf(stderr, "gen: sendto: %s\n", strerror(errno));
+			rc = -errno;
+			break;
+		}
+	}
+	s->datagrams++;
+	s->bytes += s->len;
+	s->len = 0;
+	s->n_events = 0;
+	return rc;
+}
+
+static void
+next_plan(struct gen_state *s)
+{
+	if (s->pw) {
+		tl_pcapw_plan(s->pw, &s->plan);
+	} else {
+		memset(&s->plan, 0, sizeof(s->plan));
+		s->plan.max_payload = (uint32_t)s->o->datagram_size;
+	}
+	s->crlf = tl_corpus_rng_chance(&s->rng, 0.05);
+}
+
+static int
+add_event(struct gen_state *s, const struct tl_corpus_event *ev)
+{
+	int rc;
+
+	if (s->n_events && s->len + (s->crlf ? 2 : 1) + ev->len > s->plan.max_payload) {
+		rc = flush_datagram(s);
+		if (rc)
+			return rc;
+	}
+	if (s->n_events == 0) {
+		next_plan(s);
+	} else {
+		if (s->crlf)
+			s->buf[s->len++] = '\r';
+		s->buf[s->len++] = '\n';
+	}
+	memcpy(s->buf + s->len, ev->data, ev->len);
+	s->len += ev->len;
+	s->n_events++;
+	s->events++;
+
+	if (tl_pcapw_fault_loses(s->plan.fault)) {
+		if (s->truth) {
+			size_t n = tl_corpus_truth_lost(
+			        ev->seq, s->plan.fault, s->lost, sizeof(s->lost));
+
+			fwrite(s->lost, 1, n, s->truth);
+			fputc('\n', s->truth);
+		}
+	} else {
+		if (ev->reason == TL_REASON_OK) {
+			s->valid++;
+			s->event_bytes += ev->len;
+			s->error_events += ev->is_error;
+		} else {
+			s->rejected++;
+			s->reason[ev->reason]++;
+		}
+		if (s->truth) {
+			fwrite(ev->truth, 1, ev->truth_len, s->truth);
+			fputc('\n', s->truth);
+		}
+	}
+	if (s->plan.single)
+		return flush_datagram(s);
+	return 0;
+}
+
+static int
+write_summary(const struct gen_state *s, const struct tl_pcapw_stats *ps, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	int rc = 0;
+
+	if (f == NULL) {
+		rc = -errno;
+		fprintf(stderr, "gen: %s: %s\n", path, strerror(-rc));
+		return rc;
+	}
+	fprintf(f,
+	        "{\n  \"events_valid\": %" PRIu64 ",\n  \"events_rejected\": %" PRIu64
+	        ",\n  \"error_events\": %" PRIu64 ",\n  \"event_bytes\": %" PRIu64 ",\n",
+	        s->valid, s->rejected, s->error_events, s->event_bytes);
+	if (ps) {
+		fprintf(f, "  \"frames\": %" PRIu64 ",\n  \"bytes\": %" PRIu64 ",\n", ps->frames,
+		        ps->bytes);
+		fprintf(f, "  \"datagrams\": %" PRIu64 ",\n  \"reassembled\": %" PRIu64 ",\n",
+		        ps->datagrams, ps->reassembled);
+	} else if (s->fd >= 0) {
+		fprintf(f, "  \"datagrams\": %" PRIu64 ",\n", s->datagrams);
+	}
+	for (int r = 1; r < TL_REASON_MAX; r++) {
+		uint64_t n = s->reason[r] + (ps ? ps->reason[r] : 0);
+
+		if (tl_reason_is_ignored((enum tl_reason)r))
+			fprintf(f, "  \"%s\": %" PRIu64 "%s\n", tl_reason_name((enum tl_reason)r),
+			        n, r + 1 < TL_REASON_MAX ? "," : "");
+		else
+			fprintf(f, "  \"rejected_%s\": %" PRIu64 "%s\n",
+			        tl_reason_name((enum tl_reason)r), n,
+			        r + 1 < TL_REASON_MAX ? "," : "");
+	}
+	fprintf(f, "}\n");
+	if (ferror(f))
+		rc = -EIO;
+	if (fclose(f) != 0)
+		rc = -EIO;
+	if (rc)
+		fprintf(stderr, "gen: %s: write failed\n", path);
+	return rc;
+}
+
+int
+tl_cmd_gen(int argc, char **argv)
+{
+	struct gen_opts o = {
+	        .seed = 1,
+	        .datagram_size = 8192,
+	        .max_event_size = 60 * 1024,
+	        .max_string = 60 * 1024,
+	        .max_depth = 32,
+	        .id_max_len = 256,
+	        .shards = 1,
+	        .port = 5170,
+	        .mtu = 1500,
+	        .error_share = 0.1,
+	        .malformed_share = 0.05,
+	        .ipv6_share = 0.1,
+	        .vlan_share = 0.2,
+	        .noise_share = 0.01,
+	};
+	struct gen_state s;
+	struct tl_pcapw_stats pst;
+	bool have_pst = false;
+	struct tl_corpus *corpus = NULL;
+	struct tl_corpus_gen *gen = NULL;
+	struct tl_corpus_conf cc;
+	struct sigaction sa = {.sa_handler = on_stop}, old_int, old_term;
+	char msg[512];
+	double t0, secs;
+	int rc, exit_code = TL_EXIT_FAIL;
+
+	memset(&s, 0, sizeof(s));
+	s.fd = -1;
+	rc = parse_opts(argc, argv, &o);
+	if (rc > 0)
+		return TL_EXIT_OK;
+	if (rc < 0)
+		return TL_EXIT_USAGE;
+	if (o.data == NULL)
+		o.data = getenv("TAPLINE_DATA");
+	if (o.data == NULL || o.data[0] == '\0')
+		o.data = TL_DATA_DIR;
+	if (!o.have_count && o.queries == 0 && o.duration == 0)
+		o.count = DEFAULT_COUNT;
+
+	tl_corpus_conf_defaults(&cc);
+	cc.seed = o.seed;
+	cc.max_queries = o.queries;
+	cc.error_share = o.error_share;
+	cc.malformed_share = o.malformed_share;
+	cc.max_event_size = o.max_event_size;
+	cc.max_string = o.max_string;
+	cc.max_depth = o.max_depth;
+	cc.id_max_len = o.id_max_len;
+	cc.truth = o.truth != NULL;
+
+	s.o = &o;
+	tl_corpus_rng_seed(&s.rng, o.seed ^ 0x67656eull);
+	if (o.udp) {
+		rc = open_udp(o.udp, o.any_destination, &s.fd, &s.dst, &s.dstlen);
+		if (rc)
+			return rc == 2 ? TL_EXIT_USAGE : TL_EXIT_FAIL;
+	}
+	rc = tl_corpus_load(o.data, &corpus, msg, sizeof(msg));
+	if (rc) {
+		fprintf(stderr, "gen: data: %s\n", rc == -ENOMEM ? "out of memory" : msg);
+		goto out;
+	}
+	rc = tl_corpus_gen_create(corpus, &cc, &gen);
+	if (rc) {
+		fprintf(stderr, "gen: these limits leave no room for the events: %s\n",
+		        tl_strerror(rc));
+		exit_code = TL_EXIT_USAGE;
+		goto out;
+	}
+	if (o.malformed_share > 0) {
+		uint32_t m = tl_corpus_gen_faults(gen);
+
+		if (!(m & (1u << TL_FAULT_STRING_LONG)))
+			fprintf(stderr, "gen: note: no json_string_too_long events (max_string is "
+			                "too close to max_event_size and --id-max-len is 0)\n");
+		if (!(m & (1u << TL_FAULT_TOO_LARGE)))
+			fprintf(stderr, "gen: note: no event_too_large events (max_event_size "
+			                "leaves no room in a UDP datagram)\n");
+	}
+	s.buf = malloc(TL_PCAPW_UDP_MAX + 16);
+	if (s.buf == NULL) {
+		fprintf(stderr, "gen: out of memory\n");
+		goto out;
+	}
+	if (o.pcap) {
+		struct tl_pcapw_conf pc;
+
+		tl_pcapw_conf_defaults(&pc);
+		pc.path = o.pcap;
+		pc.shards = (uint32_t)o.shards;
+		pc.port = (uint16_t)o.port;
+		pc.mtu = (uint32_t)o.mtu;
+		pc.datagram_size = (uint32_t)o.datagram_size;
+		pc.ipv6_share = o.ipv6_share;
+		pc.vlan_share = o.vlan_share;
+		pc.fault_share = o.fault_share;
+		pc.noise_share = o.noise_share;
+		pc.seed = o.seed;
+		rc = tl_pcapw_open(&pc, &s.pw, msg, sizeof(msg));
+		if (rc) {
+			fprintf(stderr, "gen: pcap: %s\n", msg);
+			exit_code = rc == -EINVAL ? TL_EXIT_USAGE : TL_EXIT_FAIL;
+			goto out;
+		}
+		s.start_ns = pc.start_ns;
+	}
+	if (o.truth) {
+		s.truth = fopen(o.truth, "w");
+		if (s.truth == NULL) {
+			fprintf(stderr, "gen: %s: %s\n", o.truth, strerror(errno));
+			goto out;
+		}
+		setvbuf(s.truth, NULL, _IOFBF, 1 << 20);
+	}
+
+	gen_stop = 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	t0 = now_s();
+	s.deadline = o.duration > 0 ? t0 + o.duration : 0;
+	s.bucket = (struct bucket){
+	        .rate = o.rate, .burst = o.rate / 50 > 64 ? o.rate / 50 : 64, .last = t0};
+	rc = 0;
+	while (!gen_stop && (o.count == 0 || s.events < o.count)) {
+		struct tl_corpus_event ev;
+
+		if (s.deadline > 0 && (s.events & 63) == 0 && now_s() >= s.deadline)
+			break;
+		rc = tl_corpus_next(gen, &ev);
+		if (rc == -ENODATA) {
+			rc = 0;
+			break;
+		}
+		rc = add_event(&s, &ev);
+		if (rc)
+			break;
+	}
+	if (rc == 0)
+		rc = flush_datagram(&s);
+	secs = now_s() - t0;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (rc)
+		goto out;
+	if (s.truth) {
+		FILE *f = s.truth;
+
+		s.truth = NULL;
+		if (ferror(f) | fclose(f)) {
+			fprintf(stderr, "gen: %s: write failed\n", o.truth);
+			goto out;
+		}
+	}
+	if (s.pw) {
+		struct tl_pcapw *pw = s.pw;
+
+		/* Keep the writer's counters for the summary; closing frees them. */
+		pst = *tl_pcapw_stats(pw);
+		s.pw = NULL;
+		if (tl_pcapw_close(pw) != 0) {
+			fprintf(stderr, "gen: %s: write failed\n", o.pcap);
+			goto out;
+		}
+		have_pst = true;
+	}
+	if (o.summary && write_summary(&s, have_pst ? &pst : NULL, o.summary) != 0)
+		goto out;
+	printf("figure gen_events %" PRIu64 "\n", s.events);
+	printf("figure gen_datagrams %" PRIu64 "\n", s.datagrams);
+	printf("figure gen_bytes %" PRIu64 "\n", s.bytes);
+	if (o.udp) {
+		printf("figure gen_rate %.0f events/s\n", secs > 0 ? (double)s.events / secs : 0.0);
+		if (s.send_errors)
+			printf("figure gen_send_errors %" PRIu64 "\n", s.send_errors);
+	}
+	fflush(stdout);
+	exit_code = TL_EXIT_OK;
+out:
+	if (s.truth)
+		fclose(s.truth);
+	tl_pcapw_close(s.pw);
+	if (s.fd >= 0)
+		close(s.fd);
+	free(s.buf);
+	tl_corpus_gen_free(gen);
+	tl_corpus_free(corpus);
+	return exit_code;
+}

@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The per-worker pipeline glue: frames in, events and counters out. Decode, reassembly
+ * and extraction have their own tests; these check how the pieces are joined. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tl_cksum.h"
+#include "tl_pipeline.h"
+
+static const uint8_t src4[4] = {198, 18, 1, 1}, dst4[4] = {198, 18, 0, 1};
+
+static struct tl_schema *schema;
+static struct tl_pipeline_conf conf;
+
+struct seen {
+	unsigned n;
+	enum tl_reason verdict[64];
+	char raw[64][128];
+	bool is_error[64];
+};
+
+static void
+sink(void *arg, const struct tl_event *ev, enum tl_reason v)
+{
+	struct seen *s = arg;
+
+	if (s->n < 64) {
+		s->verdict[s->n] = v;
+		s->is_error[s->n] = ev->is_error;
+		snprintf(s->raw[s->n], sizeof(s->raw[0]), "%.*s", (int)ev->raw_len,
+				(const char *)ev->raw);
+	}
+	s->n++;
+}
+
+static void
+wr16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+/* Ethernet + IPv4 + (part of) a UDP datagram. @p frag_off in bytes; @p more: MF. */
+static uint32_t
+ipv4_frame(uint8_t *f, const uint8_t *l4, uint32_t l4_len, uint16_t id, uint32_t frag_off,
+		bool more)
+{
+	uint8_t *ip = f + 14;
+	uint16_t ck;
+
+	memset(f, 0, 34);
+	wr16(f + 12, 0x0800);
+	ip[0] = 0x45;
+	wr16(ip + 2, 20 + l4_len);
+	wr16(ip + 4, id);
+	wr16(ip + 6, (more ? 0x2000 : 0) | (frag_off / 8));
+	ip[8] = 64;
+	ip[9] = 17;
+	memcpy(ip + 12, src4, 4);
+	memcpy(ip + 16, dst4, 4);
+	ck = tl_cksum(ip, 20);
+	memcpy(ip + 10, &ck, 2);
+	memcpy(ip + 20, l4, l4_len);
+	return 34 + l4_len;
+}
+
+/* A whole UDP datagram (header + payload) with a valid checksum. */
+static uint32_t
+udp_datagram(uint8_t *u, uint16_t dport, const char *payload)
+{
+	uint32_t len = (uint32_t)strlen(payload);
+	uint16_t ck;
+
+	wr16(u, 40000);
+	wr16(u + 2, dport);
+	wr16(u + 4, 8 + len);
+	u[6] = u[7] = 0;
+	memcpy(u + 8, payload, len);
+	ck = tl_cksum_l4(src4, dst4, 4, 17, u, 8 + len);
+	if (ck == 0)
+		ck = 0xffff;
+	memcpy(u + 6, &ck, 2);
+	return 8 + len;
+}
+
+static int
+setup(void **state)
+{
+	static struct tl_schema_def def;
+	char msg[256];
+
+	(void)state;
+	memset(&def, 0, sizeof(def));
+	snprintf(def.cols[0].name, TL_SCHEMA_NAME_MAX, "query_id");
+	snprintf(def.cols[0].path, TL_SCHEMA_PATH_MAX, "query_id");
+	def.cols[0].type = TL_COL_STRING;
+	def.cols[0].required = true;
+	snprintf(def.cols[1].name, TL_SCHEMA_NAME_MAX, "event_time");
+	snprintf(def.cols[1].path, TL_SCHEMA_PATH_MAX, "timestamp");
+	def.cols[1].type = TL_COL_DATETIME;
+	def.cols[1].required = true;
+	snprintf(def.cols[2].name, TL_SCHEMA_NAME_MAX, "error");
+	snprintf(def.cols[2].path, TL_SCHEMA_PATH_MAX, "metadata.error");
+	def.cols[2].type = TL_COL_ANY;
+	def.n_cols = 3;
+	snprintf(def.time_column, TL_SCHEMA_NAME_MAX, "event_time");
+	snprintf(def.error_column, TL_SCHEMA_NAME_MAX, "error");
+	snprintf(def.id_column, TL_SCHEMA_NAME_MAX, "query_id");
+	conf.limits.max_event_size = 4096;
+	conf.limits.max_depth = 8;
+	conf.limits.max_string = 1024;
+	conf.limits.max_extra = 8;
+	conf.reasm.max_flows = 4;
+	conf.reasm.max_frags = 64;
+	conf.reasm.timeout_ns = 1000000000ull;
+	return tl_schema_compile(&def, &conf.limits, &schema, msg, sizeof(msg));
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	tl_schema_free(schema);
+	return 0;
+}
+
+#define EV_OK "{\"query_id\":\"q1\",\"timestamp\":\"2026-11-21T05:00:00.123Z\"}"
+#define EV_ERR                                                                                 \
+	"{\"query_id\":\"q2\",\"timestamp\":\"2026-11-21T05:00:01Z\",\"metadata\":{\"error\":"   \
+	"\"java.io.IOException: Could not read footer\"}}"
+#define EV_NOID "{\"timestamp\":\"2026-11-21T05:00:00Z\"}"
+
+static void
+test_pipeline_init_bad_args_einval(void **state)
+{
+	static struct tl_pipeline_worker w;
+	uint16_t port = 5170;
+
+	(void)state;
+	assert_int_equal(tl_pipeline_worker_init(NULL, &conf, schema, &port, 1, NULL, NULL), -EINVAL);
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, NULL, &port, 1, NULL, NULL), -EINVAL);
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, &port, 0, NULL, NULL), -EINVAL);
+	tl_pipeline_worker_fini(NULL);
+}
+
+static void
+test_pipeline_ndjson_lines_each_judged(void **state)
+{
+	static struct tl_pipeline_worker w;
+	static uint8_t udp[8192], frame[9000];
+	struct seen s = {0};
+	uint16_t port = 5170;
+	uint32_t n;
+
+	(void)state;
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, &port, 1, sink, &s), 0);
+	/* CRLF line ends, blank lines and a missing final newline are all fine. */
+	n = udp_datagram(udp, 5170, EV_OK "\r\n\n" EV_ERR "\n" EV_NOID "\n\n{\"query_id\":" "\n" EV_OK);
+	n = ipv4_frame(frame, udp, n, 1, 0, false);
+	tl_pipeline_rx(&w, frame, n, 0, 1);
+	assert_int_equal(s.n, 5);
+	assert_int_equal(s.verdict[0], TL_REASON_OK);
+	assert_false(s.is_error[0]);
+	assert_int_equal(s.verdict[1], TL_REASON_OK);
+	assert_true(s.is_error[1]);
+	assert_int_equal(s.verdict[2], TL_REASON_EV_MISSING_FIELD);
+	assert_string_equal(s.raw[2], EV_NOID); /* raw bytes kept for the dead-letter table */
+	assert_int_equal(s.verdict[3], TL_REASON_EV_JSON_SYNTAX);
+	assert_string_equal(s.raw[3], "{\"query_id\":");
+	assert_int_equal(s.verdict[4], TL_REASON_OK);
+	assert_int_equal(w.cnt.rx_frames, 1);
+	assert_int_equal(w.cnt.rx_bytes, n);
+	assert_int_equal(w.cnt.udp_datagrams, 1);
+	assert_int_equal(w.cnt.events_valid, 3);
+	assert_int_equal(w.cnt.events_error, 1);
+	assert_int_equal(w.cnt.events_rejected, 2);
+	assert_int_equal(w.cnt.reason[TL_REASON_EV_MISSING_FIELD], 1);
+	assert_int_equal(w.cnt.reason[TL_REASON_EV_JSON_SYNTAX], 1);
+	assert_int_equal(w.cnt.event_bytes, 2 * strlen(EV_OK) + strlen(EV_ERR));
+	tl_pipeline_worker_fini(&w);
+}
+
+static void
+test_pipeline_other_port_ignored_not_parsed(void **state)
+{
+	static struct tl_pipeline_worker w;
+	static uint8_t udp[512], frame[600];
+	struct seen s = {0};
+	uint16_t ports[2] = {5170, 6000};
+	uint32_t n;
+
+	(void)state;
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, ports, 2, sink, &s), 0);
+	n = ipv4_frame(frame, udp, udp_datagram(udp, 53, EV_OK), 2, 0, false);
+	tl_pipeline_rx(&w, frame, n, 0, 1);
+	n = ipv4_frame(frame, udp, udp_datagram(udp, 6000, EV_OK), 3, 0, false);
+	tl_pipeline_rx(&w, frame, n, 0, 1);
+	assert_int_equal(w.cnt.reason[TL_REASON_IGN_PORT], 1);
+	assert_int_equal(s.n, 1); /* only the second port's event */
+	assert_int_equal(w.cnt.events_valid, 1);
+	tl_pipeline_worker_fini(&w);
+}
+
+static void
+test_pipeline_bad_udp_checksum_counted_no_events(void **state)
+{
+	static struct tl_pipeline_worker w;
+	static uint8_t udp[512], frame[600];
+	struct seen s = {0};
+	uint16_t port = 5170;
+	uint32_t n;
+
+	(void)state;
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, &port, 1, sink, &s), 0);
+	n = udp_datagram(udp, 5170, EV_OK);
+	udp[6] ^= 0x5a;
+	n = ipv4_frame(frame, udp, n, 4, 0, false);
+	tl_pipeline_rx(&w, frame, n, 0, 1);
+	assert_int_equal(w.cnt.reason[TL_REASON_PKT_UDP_BAD_CHECKSUM], 1);
+	assert_int_equal(s.n, 0);
+	/* The NIC's word is taken for unfragmented datagrams. */
+	tl_pipeline_rx(&w, frame, n, TL_HW_IP_CKSUM_GOOD | TL_HW_L4_CKSUM_GOOD, 1);
+	assert_int_equal(s.n, 1);
+	/* A truncated frame is counted by its reason. */
+	tl_pipeline_rx(&w, frame, 20, 0, 1);
+	assert_int_equal(w.cnt.reason[TL_REASON_PKT_IPV4_TRUNCATED], 1);
+	assert_int_equal(w.cnt.rx_frames, 3);
+	tl_pipeline_worker_fini(&w);
+}
+
+static void
+test_pipeline_fragments_reassembled_then_parsed(void **state)
+{
+	static struct tl_pipeline_worker w;
+	static uint8_t udp[4096], frame[2000];
+	static char payload[3000];
+	struct seen s = {0};
+	uint16_t port = 5170;
+	uint32_t n, off;
+	size_t p = 0;
+
+	(void)state;
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, &port, 1, sink, &s), 0);
+	/* Three events in one 2.5 KB datagram, sent as 1480-byte fragments, last first. */
+	for (int i = 0; i < 3; i++)
+		p += (size_t)snprintf(payload + p, sizeof(payload) - p,
+				"{\"query_id\":\"q%d\",\"timestamp\":\"2026-11-21T05:00:00Z\","
+				"\"pad\":\"%0700d\"}\n",
+				i, i);
+	n = udp_datagram(udp, 5170, payload);
+	off = 1480;
+	tl_pipeline_rx(&w, frame, ipv4_frame(frame, udp + off, n - off, 9, off, false), 0, 10);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(tl_reasm_in_progress(w.reasm), 1);
+	tl_pipeline_rx(&w, frame, ipv4_frame(frame, udp, off, 9, 0, true), 0, 11);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(w.cnt.events_valid, 3);
+	assert_int_equal(w.cnt.reassembled, 1);
+	assert_int_equal(w.cnt.udp_datagrams, 1);
+
+	/* A datagram whose tail never comes is counted when it expires. */
+	tl_pipeline_rx(&w, frame, ipv4_frame(frame, udp, off, 10, 0, true), 0, 20);
+	tl_pipeline_expire(&w, 30); /* not yet */
+	assert_int_equal(w.cnt.reason[TL_REASON_FRAG_TIMEOUT], 0);
+	tl_pipeline_expire(&w, UINT64_MAX);
+	assert_int_equal(w.cnt.reason[TL_REASON_FRAG_TIMEOUT], 1);
+	assert_int_equal(s.n, 3);
+	tl_pipeline_worker_fini(&w);
+}
+
+static void
+test_pipeline_counters_add_and_print_every_reason(void **state)
+{
+	struct tl_counters a, b;
+	char line[128], *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.events_valid = 2;
+	a.reason[TL_REASON_EV_JSON_UTF8] = 3;
+	b.events_valid = 5;
+	b.rx_missed = 7;
+	b.reason[TL_REASON_MAX - 1] += 4; /* the last reason: summed like the rest */
+	tl_counters_add(&a, &b);
+	assert_int_equal(a.events_valid, 7);
+	assert_int_equal(a.rx_missed, 7);
+	assert_int_equal(a.reason[TL_REASON_MAX - 1], 4);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(tl_counters_print_figures(f, &a), 0);
+	fclose(f);
+	assert_non_null(strstr(buf, "figure events_valid 7\n"));
+	assert_non_null(strstr(buf, "figure rejected_json_utf8 3\n"));
+	snprintf(line, sizeof(line), "figure rejected_%s 4\n",
+			tl_reason_name((enum tl_reason)(TL_REASON_MAX - 1)));
+	assert_non_null(strstr(buf, line));
+	assert_non_null(strstr(buf, "figure rejected_frag_timeout 0\n"));
+	assert_non_null(strstr(buf, "figure ignored_port 0\n"));
+	assert_null(strstr(buf, "rejected_ok"));
+	free(buf);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pipeline_init_bad_args_einval),
+		cmocka_unit_test(test_pipeline_ndjson_lines_each_judged),
+		cmocka_unit_test(test_pipeline_other_port_ignored_not_parsed),
+		cmocka_unit_test(test_pipeline_bad_udp_checksum_counted_no_events),
+		cmocka_unit_test(test_pipeline_fragments_reassembled_then_parsed),
+		cmocka_unit_test(test_pipeline_counters_add_and_print_every_reason),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
