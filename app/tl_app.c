@@ -28,7 +28,8 @@ const struct tl_opt tl_app_opts[] = {
 		.offset = offsetof(struct tl_app_config, pipeline), .sub = tl_pipeline_opts,
 		.desc = "decode, reassembly and extraction limits"},
 	{.name = "schema", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_app_config, schema),
-		.sub = tl_schema_opts, .desc = "event schema: JSON paths to typed columns"},
+		.sub = tl_schema_opts, .check = tl_schema_check,
+		.desc = "event schema: JSON paths to typed columns"},
 	{.name = NULL},
 };
 
