@@ -94,6 +94,7 @@ struct tl_dpdk {
 	int socket;
 	bool started;
 	bool eal_up;
+	bool have_port;
 	bool hw_cksum;
 	struct rte_mempool *pool;
 	struct worker_ctx *ctx;
@@ -216,6 +217,15 @@ build_eal_args(const struct tl_dpdk_conf *c, unsigned n_queues, const char *prog
 
 /* --- port --- */
 
+/* Most "invalid argument" failures of an unprivileged run are really permissions. */
+static const char *
+priv_hint(void)
+{
+	return geteuid() != 0 ? " (not running as root: AF_XDP and PCI devices need "
+				"CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_SYS_ADMIN)"
+			      : "";
+}
+
 static int
 port_setup(struct tl_dpdk *d)
 {
@@ -256,8 +266,8 @@ port_setup(struct tl_dpdk *d)
 	nb_tx = info.max_tx_queues ? 1 : 0;
 	rc = rte_eth_dev_configure(d->port, d->n_queues, nb_tx, &pc);
 	if (rc != 0) {
-		TL_ERR("port %u (%s): configure with %u RX queues failed: %s", d->port,
-				info.driver_name, d->n_queues, rte_strerror(-rc));
+		TL_ERR("port %u (%s): configure with %u RX queues failed: %s%s", d->port,
+				info.driver_name, d->n_queues, rte_strerror(-rc), priv_hint());
 		return TL_E_DPDK;
 	}
 	rc = rte_eth_dev_adjust_nb_rx_tx_desc(d->port, &nb_rxd, &nb_txd);
@@ -282,7 +292,8 @@ port_setup(struct tl_dpdk *d)
 	for (uint16_t q = 0; q < d->n_queues; q++) {
 		rc = rte_eth_rx_queue_setup(d->port, q, nb_rxd, (unsigned)d->socket, &rxq, d->pool);
 		if (rc != 0) {
-			TL_ERR("port %u: RX queue %u setup failed: %s", d->port, q, rte_strerror(-rc));
+			TL_ERR("port %u: RX queue %u setup failed: %s%s", d->port, q, rte_strerror(-rc),
+					priv_hint());
 			return TL_E_DPDK;
 		}
 	}
@@ -354,12 +365,20 @@ tl_dpdk_open(const struct tl_dpdk_conf *conf, unsigned n_queues, const char *pro
 		goto fail;
 	}
 	RTE_ETH_FOREACH_DEV(port) {
-		if (n_ports++ == 0)
+		if (n_ports++ == 0) {
 			d->port = port;
+			d->have_port = true;
+		}
 	}
 	if (n_ports == 0) {
-		TL_ERR("no DPDK port: set capture.dpdk.vdevs (e.g. net_af_xdp0,iface=eth1) or "
-		       "bind a NIC to vfio-pci and list it in capture.dpdk.pci");
+		if (conf->n_vdevs == 0 && conf->n_pci == 0)
+			TL_ERR("no DPDK port: set capture.dpdk.vdevs (e.g. net_af_xdp0,iface=eth1) "
+			       "or bind a NIC to vfio-pci and list it in capture.dpdk.pci");
+		else
+			TL_ERR("no DPDK port came up from capture.dpdk.vdevs/pci (%s%s): the EAL "
+			       "messages above say why; check the interface or PCI address exists%s",
+					conf->n_vdevs ? conf->vdevs[0] : conf->pci[0],
+					conf->n_vdevs + conf->n_pci > 1 ? ", ..." : "", priv_hint());
 		rc = TL_E_NODEV;
 		goto fail;
 	}
@@ -562,7 +581,8 @@ tl_dpdk_close(struct tl_dpdk *d)
 				rte_free(d->ctx[q].linear);
 			rte_free(d->ctx);
 		}
-		rte_eth_dev_close(d->port);
+		if (d->have_port)
+			rte_eth_dev_close(d->port);
 		rte_mempool_free(d->pool);
 		rte_eal_cleanup();
 	}
