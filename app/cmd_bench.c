@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pcap/pcap.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +12,18 @@
 
 #include "tl_app.h"
 #include "tl_bench_ref.h"
-#include "tl_cksum.h"
 #include "tl_cmd.h"
 #include "tl_corpus.h"
 #include "tl_error.h"
 #include "tl_json.h"
 #include "tl_log.h"
+#include "tl_pcapw.h"
 #include "tl_pipeline.h"
 
 #ifndef TL_DATA_DIR
 #define TL_DATA_DIR "../shared/data"
 #endif
 
-#define FRAME_HDR (14 + 20 + 8)
 
 static void
 bench_usage(FILE *f)
@@ -56,58 +56,174 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Frames of a capture held in memory. */
+struct frames {
+	uint8_t *buf;
+	uint32_t *off, *len;
+	uint32_t n, cap;
+	size_t used, size;
+};
+
 static void
-wr16(uint8_t *p, uint32_t v)
+frames_free(struct frames *f)
 {
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	free(f->buf);
+	free(f->off);
+	free(f->len);
+	memset(f, 0, sizeof(*f));
 }
 
-/* One Ethernet/IPv4/UDP frame per event, checksums valid: what a sender with a large
- * MTU (or the loopback) delivers. Returns the frame length. */
-static uint32_t
-build_frame(uint8_t *f, const uint8_t *ev, uint32_t len, uint32_t i)
+static int
+frames_load(const char *path, struct frames *f)
 {
-	static const uint8_t src[4] = {198, 18, 1, 1}, dst[4] = {198, 18, 0, 1};
-	uint8_t *ip = f + 14, *udp = ip + 20;
-	uint16_t ck;
+	char errbuf[PCAP_ERRBUF_SIZE];
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	pcap_t *p = pcap_open_offline(path, errbuf);
+	int rc = 0;
 
-	memset(f, 0, FRAME_HDR);
-	memcpy(f, "\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02", 12);
-	wr16(f + 12, 0x0800);
-	ip[0] = 0x45;
-	wr16(ip + 2, 20 + 8 + len);
-	wr16(ip + 4, i & 0xffff);
-	ip[8] = 64;
-	ip[9] = 17;
-	memcpy(ip + 12, src, 4);
-	memcpy(ip + 16, dst, 4);
-	ck = tl_cksum(ip, 20);
-	memcpy(ip + 10, &ck, 2);
-	wr16(udp, 40000 + (i & 1023));
-	wr16(udp + 2, 5170);
-	wr16(udp + 4, 8 + len);
-	memcpy(udp + 8, ev, len);
-	ck = tl_cksum_l4(src, dst, 4, 17, udp, 8 + len);
-	if (ck == 0)
-		ck = 0xffff;
-	memcpy(udp + 6, &ck, 2);
-	return FRAME_HDR + len;
+	if (p == NULL) {
+		TL_ERR("%s: %s", path, errbuf);
+		return TL_E_PCAP;
+	}
+	while (pcap_next_ex(p, &h, &data) == 1) {
+		if (f->n == f->cap) {
+			uint32_t cap = f->cap ? f->cap * 2 : 4096;
+			uint32_t *o = realloc(f->off, cap * sizeof(*o));
+			uint32_t *l = o ? realloc(f->len, cap * sizeof(*l)) : NULL;
+
+			if (o)
+				f->off = o;
+			if (l == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			f->len = l;
+			f->cap = cap;
+		}
+		if (f->used + h->caplen > f->size) {
+			size_t size = f->size ? f->size * 2 : 1 << 24;
+			uint8_t *b = realloc(f->buf, size);
+
+			if (b == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			f->buf = b;
+			f->size = size;
+		}
+		memcpy(f->buf + f->used, data, h->caplen);
+		f->off[f->n] = (uint32_t)f->used;
+		f->len[f->n++] = h->caplen;
+		f->used += h->caplen;
+	}
+	pcap_close(p);
+	return rc;
+}
+
+/* The bench's events as the wire carries them: packed into datagrams and framed by the
+ * generator's pcap writer (IPv4 and IPv6, VLAN tags, fragments past @p mtu), read back. */
+static int
+frame_events(const struct tl_bench_events *ev, uint32_t mtu, struct frames *out)
+{
+	static uint8_t dgram[TL_PCAPW_UDP_MAX];
+	char path[] = "/tmp/tapline-bench-XXXXXX";
+	struct tl_pcapw_conf pc;
+	struct tl_pcapw *pw = NULL;
+	char msg[256];
+	uint32_t i = 0;
+	int fd, rc;
+
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	tl_pcapw_conf_defaults(&pc);
+	pc.path = path;
+	pc.mtu = mtu;
+	pc.noise_share = 0;
+	rc = tl_pcapw_open(&pc, &pw, msg, sizeof(msg));
+	if (rc < 0) {
+		TL_ERR("bench capture: %s", msg);
+		goto out;
+	}
+	while (i < ev->n && rc == 0) {
+		struct tl_pcapw_plan plan;
+		uint32_t len = 0;
+
+		tl_pcapw_plan(pw, &plan);
+		do {
+			memcpy(dgram + len, ev->buf + ev->off[i], ev->len[i]);
+			dgram[len + ev->len[i]] = '\n';
+			len += ev->len[i] + 1;
+			i++;
+		} while (!plan.single && i < ev->n && len + ev->len[i] + 1 <= plan.max_payload);
+		rc = tl_pcapw_write(pw, &plan, dgram, len, (uint64_t)i * 1000);
+	}
+	if (tl_pcapw_close(pw) < 0 && rc == 0)
+		rc = TL_E_PCAP;
+	if (rc == 0)
+		rc = frames_load(path, out);
+out:
+	unlink(path);
+	return rc;
 }
 
 struct corpus_view {
 	struct tl_bench_events ev;
-	uint8_t *frames;
-	uint32_t *frame_off;
-	uint32_t *frame_len;
 	uint64_t bytes; /* event bytes in one pass */
 };
 
-static void
+/* Print a measurement's two figures; @return its GB/s. */
+static double
 report(const char *name, uint64_t events, uint64_t bytes, double secs)
 {
-	printf("figure %s_gbps %.3f GB/s\n", name, (double)bytes / secs / 1e9);
+	double gbps = (double)bytes / secs / 1e9;
+
+	printf("figure %s_gbps %.3f GB/s\n", name, gbps);
 	printf("figure %s_events_per_s %.0f events/s\n", name, (double)events / secs);
+	fflush(stdout);
+	return gbps;
+}
+
+static int
+bench_pipeline(const char *name, const struct tl_app_config *cfg, const struct tl_schema *schema,
+		const struct frames *f, uint32_t n_events, uint64_t bytes, double min_secs,
+		double *gbps)
+{
+	static struct tl_pipeline_worker pw;
+	uint16_t ports[TL_CAPTURE_MAX_PORTS];
+	int n_ports = tl_capture_ports(&cfg->capture, ports);
+	uint64_t passes = 0, now = 0;
+	double t0, t;
+	int rc;
+
+	rc = tl_pipeline_worker_init(&pw, &cfg->pipeline, schema, ports, (unsigned)n_ports, NULL,
+			NULL);
+	if (rc < 0) {
+		TL_ERR("pipeline: %s", tl_strerror(rc));
+		return rc;
+	}
+	t0 = now_s();
+	do {
+		for (uint32_t i = 0; i < f->n; i++)
+			tl_pipeline_rx(&pw, f->buf + f->off[i], f->len[i], 0, now);
+		/* Each pass reuses IP ids: let the previous pass's datagrams finish first. */
+		now += 10ull * 1000000000ull;
+		passes++;
+	} while ((t = now_s() - t0) < min_secs);
+	tl_pipeline_expire(&pw, UINT64_MAX);
+	if (pw.cnt.events_valid != passes * n_events) {
+		TL_ERR("%s: pipeline accepted %" PRIu64 " of %" PRIu64 " events", name,
+				pw.cnt.events_valid, passes * n_events);
+		rc = -EPROTO;
+	} else {
+		printf("# %s: %u frames per pass, %" PRIu64 " datagrams reassembled per pass\n", name,
+				f->n, pw.cnt.reassembled / passes);
+		*gbps = report(name, passes * n_events, passes * bytes, t);
+	}
+	tl_pipeline_worker_fini(&pw);
+	return rc;
 }
 
 static int
@@ -136,7 +252,7 @@ tl_cmd_bench(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	static struct tl_app_config cfg;
-	static struct tl_pipeline_worker pw;
+	static struct frames jumbo, mtu1500;
 	const char *config = NULL, *data = getenv("TAPLINE_DATA");
 	char path[4096], msg[512];
 	struct tl_corpus *corpus = NULL;
@@ -145,8 +261,7 @@ tl_cmd_bench(int argc, char **argv)
 	struct tl_schema *schema = NULL;
 	struct corpus_view cv;
 	uint32_t n_events = 20000;
-	uint16_t port = 5170;
-	double min_secs = 2.0, t0, t;
+	double extract_gbps = 0, ref_gbps = 0, min_secs = 2.0, t0, t;
 	uint64_t passes, seed = 1, accepted;
 	int c, rc, exit_code = TL_EXIT_FAIL;
 
@@ -210,17 +325,12 @@ tl_cmd_bench(int argc, char **argv)
 		goto out;
 	}
 
-	/* Events with 64 readable bytes after the last (simdjson's padding), and the
-	 * same events framed. */
+	/* Events with 64 readable bytes after the last (simdjson's padding). */
 	{
 		uint8_t *buf = malloc(batch.len + 64);
 		uint32_t *off = malloc(sizeof(*off) * n_events), *len = malloc(sizeof(*len) * n_events);
-		size_t fsz = batch.len + (size_t)n_events * FRAME_HDR, fo = 0;
 
-		cv.frames = malloc(fsz);
-		cv.frame_off = malloc(sizeof(uint32_t) * n_events);
-		cv.frame_len = malloc(sizeof(uint32_t) * n_events);
-		if (!buf || !off || !len || !cv.frames || !cv.frame_off || !cv.frame_len) {
+		if (!buf || !off || !len) {
 			free(buf);
 			free(off);
 			free(len);
@@ -233,15 +343,19 @@ tl_cmd_bench(int argc, char **argv)
 			off[i] = (uint32_t)batch.off[i];
 			len[i] = (uint32_t)(batch.off[i + 1] - batch.off[i] - 1);
 			cv.bytes += len[i];
-			cv.frame_off[i] = (uint32_t)fo;
-			cv.frame_len[i] = build_frame(cv.frames + fo, buf + off[i], len[i], i);
-			fo += cv.frame_len[i];
 		}
 		cv.ev.buf = buf;
 		cv.ev.size = batch.len;
 		cv.ev.off = off;
 		cv.ev.len = len;
 		cv.ev.n = n_events;
+	}
+	rc = frame_events(&cv.ev, 9000, &jumbo);
+	if (rc == 0)
+		rc = frame_events(&cv.ev, 1500, &mtu1500);
+	if (rc < 0) {
+		TL_ERR("cannot frame the corpus: %s", tl_strerror(rc));
+		goto out;
 	}
 	rc = pin_to_one_cpu();
 	printf("# corpus: %u events, %.0f bytes average, schema %s (%u columns), extractor %s, "
@@ -250,27 +364,14 @@ tl_cmd_bench(int argc, char **argv)
 			tl_json_impl(), rc);
 	printf("figure bench_event_bytes_avg %.0f bytes\n", (double)cv.bytes / n_events);
 
-	/* 1. decode + extract through the real per-worker pipeline. */
-	rc = tl_pipeline_worker_init(&pw, &cfg.pipeline, schema, &port, 1, NULL, NULL);
-	if (rc < 0) {
-		TL_ERR("pipeline: %s", tl_strerror(rc));
+	/* 1. decode + extract through the real per-worker pipeline, software checksums:
+	 * jumbo frames (few fragments), then a 1500-byte MTU (nearly every datagram
+	 * reassembled). */
+	if (bench_pipeline("extract", &cfg, schema, &jumbo, n_events, cv.bytes, min_secs,
+			    &extract_gbps) < 0 ||
+			bench_pipeline("extract_mtu1500", &cfg, schema, &mtu1500, n_events, cv.bytes,
+					min_secs, &ref_gbps) < 0)
 		goto out;
-	}
-	t0 = now_s();
-	passes = 0;
-	do {
-		for (uint32_t i = 0; i < n_events; i++)
-			tl_pipeline_rx(&pw, cv.frames + cv.frame_off[i], cv.frame_len[i], 0, 0);
-		passes++;
-	} while ((t = now_s() - t0) < min_secs);
-	if (pw.cnt.events_valid != passes * n_events) {
-		TL_ERR("pipeline accepted %" PRIu64 " of %" PRIu64 " events", pw.cnt.events_valid,
-				passes * n_events);
-		tl_pipeline_worker_fini(&pw);
-		goto out;
-	}
-	report("extract", passes * n_events, passes * cv.bytes, t);
-	tl_pipeline_worker_fini(&pw);
 
 	/* 2. the extractor alone. */
 	{
@@ -298,7 +399,8 @@ tl_cmd_bench(int argc, char **argv)
 	} while ((t = now_s() - t0) < min_secs);
 	if (accepted != passes * n_events)
 		TL_WARN("jansson accepted %" PRIu64 " of %" PRIu64, accepted, passes * n_events);
-	report("jansson", accepted, passes * cv.bytes, t);
+	ref_gbps = report("jansson", accepted, passes * cv.bytes, t);
+	printf("figure extract_vs_jansson %.1f x\n", extract_gbps / ref_gbps);
 
 	if (__builtin_cpu_supports("avx2")) {
 		t0 = now_s();
@@ -311,7 +413,8 @@ tl_cmd_bench(int argc, char **argv)
 		if (accepted != passes * n_events)
 			TL_WARN("simdjson accepted %" PRIu64 " of %" PRIu64, accepted,
 					passes * n_events);
-		report("simdjson", accepted, passes * cv.bytes, t);
+		ref_gbps = report("simdjson", accepted, passes * cv.bytes, t);
+		printf("figure extract_vs_simdjson %.2f x\n", extract_gbps / ref_gbps);
 	} else {
 		printf("# simdjson reference skipped: CPU has no AVX2\n");
 	}
@@ -320,9 +423,8 @@ out:
 	free((void *)cv.ev.buf);
 	free((void *)cv.ev.off);
 	free((void *)cv.ev.len);
-	free(cv.frames);
-	free(cv.frame_off);
-	free(cv.frame_len);
+	frames_free(&jumbo);
+	frames_free(&mtu1500);
 	tl_corpus_batch_free(&batch);
 	tl_corpus_free(corpus);
 	tl_schema_free(schema);

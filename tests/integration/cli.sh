@@ -65,6 +65,14 @@ schema:
 YAML
 expect 2 'schema' -- "$tapline" config check "$work/schema.yaml"
 
+# The bench runs end to end and prints every figure it promises (no thresholds here:
+# speed targets live in the bench output, not in tests).
+"$tapline" bench --events 300 --seconds 0.05 > "$work/bench.out" 2>&1
+for fig in extract_gbps extract_events_per_s extract_mtu1500_gbps json_extract_gbps \
+	jansson_gbps simdjson_gbps extract_vs_jansson extract_vs_simdjson; do
+	expect 0 "^figure $fig [0-9.]+ " -- cat "$work/bench.out"
+done
+
 if [ "$(id -u)" = 0 ]; then
 	# Start-up failures name the cause and what to do.
 	cat > "$work/huge.yaml" <<'YAML'
