@@ -29,6 +29,32 @@ static const char *const type_name[] = {
 	[TL_OPT_LIST] = "list of records",
 };
 
+/* A range bound in the largest unit that represents it exactly. */
+static void
+print_bound(enum tl_opt_type type, uint64_t v)
+{
+	static const struct {
+		const char *unit;
+		uint64_t mul;
+	} dur[] = {{"h", 3600000000000ull}, {"m", 60000000000ull}, {"s", 1000000000ull},
+		{"ms", 1000000ull}, {"us", 1000ull}, {"ns", 1}},
+	  size[] = {{"TiB", 1ull << 40}, {"GiB", 1ull << 30}, {"MiB", 1ull << 20}, {"KiB", 1024},
+		{"", 1}};
+	const size_t n = type == TL_OPT_DURATION ? sizeof(dur) / sizeof(dur[0]) :
+			 type == TL_OPT_SIZE ? sizeof(size) / sizeof(size[0]) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t mul = type == TL_OPT_DURATION ? dur[i].mul : size[i].mul;
+
+		if (v && v % mul == 0) {
+			printf("%llu%s", (unsigned long long)(v / mul),
+					type == TL_OPT_DURATION ? dur[i].unit : size[i].unit);
+			return;
+		}
+	}
+	printf("%llu", (unsigned long long)v);
+}
+
 /* The reference is generated from the same tables the loader uses, so it cannot
  * drift from what the loader accepts. */
 static void
@@ -46,10 +72,11 @@ print_keys(const struct tl_opt *t, const char *prefix)
 		}
 		printf(" | %s | ", t->def ? t->def : "");
 		if (t->max && (t->type == TL_OPT_UINT || t->type == TL_OPT_SIZE ||
-				t->type == TL_OPT_DURATION))
-			printf("%llu..%llu%s", (unsigned long long)t->min, (unsigned long long)t->max,
-					t->type == TL_OPT_DURATION ? " ns" :
-					t->type == TL_OPT_SIZE ? " bytes" : "");
+				t->type == TL_OPT_DURATION)) {
+			print_bound(t->type, t->min);
+			printf("..");
+			print_bound(t->type, t->max);
+		}
 		if (t->max_items)
 			printf("at most %u", t->max_items);
 		printf(" | %s%s%s |\n", t->flags & TL_OPT_F_REQUIRED ? "**required.** " : "",
