@@ -24,6 +24,7 @@
 #include "tl_json.h"
 #include "tl_reason.h"
 #include "tl_schema.h"
+#include "tl_test_schema.h"
 
 static struct tl_corpus *corpus;
 
@@ -78,21 +79,6 @@ small_limits(struct tl_corpus_conf *cf)
 static struct tl_schema *
 e6data_schema(const struct tl_corpus_conf *cf)
 {
-	static const struct {
-		const char *name, *path;
-		int type, required, max_len;
-	} cols[] = {
-	        {"query_id", "query_id", TL_COL_STRING, 1, 256},
-	        {"event_type", "event_type", TL_COL_STRING, 1, 64},
-	        {"event_time", "timestamp", TL_COL_DATETIME, 1, 0},
-	        {"query_text", "query_text", TL_COL_STRING, 0, 0},
-	        {"user_id", "metadata.user_id", TL_COL_STRING, 0, 256},
-	        {"database_name", "metadata.database", TL_COL_STRING, 0, 256},
-	        {"duration_ms", "metadata.duration_ms", TL_COL_UINT64, 0, 0},
-	        {"rows_affected", "metadata.rows_affected", TL_COL_UINT64, 0, 0},
-	        {"error", "metadata.error", TL_COL_ANY, 0, 0},
-	        {"payload", "payload", TL_COL_ANY, 0, 0},
-	};
 	struct tl_schema_def *d = calloc(1, sizeof(*d));
 	struct tl_limits lim = {.max_event_size = cf->max_event_size,
 	        .max_depth = cf->max_depth,
@@ -102,18 +88,7 @@ e6data_schema(const struct tl_corpus_conf *cf)
 	char msg[256];
 
 	assert_non_null(d);
-	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-		struct tl_col_def *c = &d->cols[d->n_cols++];
-
-		snprintf(c->name, sizeof(c->name), "%s", cols[i].name);
-		snprintf(c->path, sizeof(c->path), "%s", cols[i].path);
-		c->type = cols[i].type;
-		c->required = cols[i].required;
-		c->max_len = (uint64_t)cols[i].max_len;
-	}
-	strcpy(d->time_column, "event_time");
-	strcpy(d->error_column, "error");
-	strcpy(d->id_column, "query_id");
+	tl_test_e6data_def(d);
 	assert_int_equal(tl_schema_compile(d, &lim, &s, msg, sizeof(msg)), 0);
 	free(d);
 	return s;

@@ -21,6 +21,7 @@
 #include "tl_error.h"
 #include "tl_pcapw.h"
 #include "tl_pipeline.h"
+#include "tl_test_schema.h"
 
 static char tmpdir[] = "/tmp/tapline-test-replay.XXXXXX";
 
@@ -58,6 +59,37 @@ test_replay_vendor_profile_loads_and_compiles(void **state)
 	assert_int_equal(cfg.capture.n_ports, 1);
 	assert_int_equal(cfg.pipeline.limits.max_event_size, 60 * 1024);
 	tl_schema_free(s);
+}
+
+/* tests/common/tl_test_schema.h copies the profile's schema and limits for the unit
+ * tests: it must not drift from the file. */
+static void
+test_replay_vendor_profile_matches_test_schema(void **state)
+{
+	static struct tl_app_config cfg;
+	static struct tl_schema_def want;
+	struct tl_limits lim = tl_test_e6data_limits();
+	char path[4096];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/config/profiles/e6data-qpe.yaml", src_dir());
+	assert_int_equal(tl_app_load(path, &cfg, NULL, stderr), 0);
+	tl_test_e6data_def(&want);
+	assert_int_equal(want.n_cols, TL_TEST_E6DATA_COLS);
+	assert_int_equal(cfg.schema.n_cols, want.n_cols);
+	for (uint32_t i = 0; i < want.n_cols; i++) {
+		const struct tl_col_def *got = &cfg.schema.cols[i], *exp = &want.cols[i];
+
+		assert_string_equal(got->name, exp->name);
+		assert_string_equal(got->path, exp->path);
+		assert_int_equal(got->type, exp->type);
+		assert_int_equal(got->required, exp->required);
+		assert_int_equal(got->max_len, exp->max_len);
+	}
+	assert_string_equal(cfg.schema.time_column, want.time_column);
+	assert_string_equal(cfg.schema.error_column, want.error_column);
+	assert_string_equal(cfg.schema.id_column, want.id_column);
+	assert_memory_equal(&cfg.pipeline.limits, &lim, sizeof(lim));
 }
 
 static void
@@ -252,6 +284,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_replay_vendor_profile_loads_and_compiles),
+		cmocka_unit_test(test_replay_vendor_profile_matches_test_schema),
 		cmocka_unit_test(test_replay_site_override_missing_parent_fails),
 		cmocka_unit_test(test_replay_clean_capture_all_valid),
 		cmocka_unit_test(test_replay_faulty_capture_every_reason_counted),

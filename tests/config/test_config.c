@@ -352,6 +352,25 @@ expect_errors(const char *file, const char *const *dirs, unsigned n, const char 
 	free(r.out);
 }
 
+/* Write @p len bytes of @p text to the temporary file @p name and load it: the output
+ * must be exactly the file's path followed by @p msg, the result TL_E_CONFIG.
+ * @return the number of problems the loader counted. */
+static unsigned
+expect_tmp_error(const char *name, const char *text, size_t len, const char *msg)
+{
+	struct t_conf c;
+	struct result r;
+	char want[PATH_MAX + 256];
+
+	write_file(tmp_path(name), text, len);
+	r = load(tmp_path(name), &c, NULL);
+	snprintf(want, sizeof(want), "%s%s", tmp_path(name), msg);
+	assert_string_equal(r.out, want);
+	assert_int_equal(r.rc, TL_E_CONFIG);
+	free(r.out);
+	return r.n;
+}
+
 static const char *const *
 profile_dirs(void)
 {
@@ -371,6 +390,23 @@ struct u64_case {
 	int rc;
 	uint64_t v;
 };
+
+/* Feed every case of @p cases to @p parse: the return code must match, and the value is
+ * written on success only. @p what names the parser in failure messages. */
+static void
+check_u64_cases(const struct u64_case *cases, size_t n, int (*parse)(const char *, uint64_t *),
+        const char *what)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = 12345;
+		int rc = parse(cases[i].text, &v);
+
+		if (rc != cases[i].rc || (rc == 0 && v != cases[i].v))
+			print_message("%s '%s': rc %d v %" PRIu64 "\n", what, cases[i].text, rc, v);
+		assert_int_equal(rc, cases[i].rc);
+		assert_int_equal(v, rc == 0 ? cases[i].v : 12345);
+	}
+}
 
 static void
 test_parse_size_table_matches(void **state)
@@ -426,18 +462,9 @@ test_parse_size_table_matches(void **state)
 	        {"16777216TiB", -ERANGE, 0},
 	        {"99999999999999999999999KiB", -ERANGE, 0},
 	};
-	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		uint64_t v = 12345;
-		int rc = tl_parse_size(cases[i].text, &v);
-
-		if (rc != cases[i].rc || (rc == 0 && v != cases[i].v))
-			print_message("size '%s': rc %d v %" PRIu64 "\n", cases[i].text, rc, v);
-		assert_int_equal(rc, cases[i].rc);
-		assert_int_equal(v, rc == 0 ? cases[i].v : 12345);
-	}
+	check_u64_cases(cases, sizeof(cases) / sizeof(cases[0]), tl_parse_size, "size");
 	assert_int_equal(tl_parse_size(NULL, &(uint64_t){0}), -EINVAL);
 }
 
@@ -492,18 +519,9 @@ test_parse_duration_table_matches(void **state)
 	        {"213503.999999d", -ERANGE, 0},
 	        {"99999999999999999999999.5h", -ERANGE, 0},
 	};
-	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		uint64_t v = 12345;
-		int rc = tl_parse_duration(cases[i].text, &v);
-
-		if (rc != cases[i].rc || (rc == 0 && v != cases[i].v))
-			print_message("duration '%s': rc %d v %" PRIu64 "\n", cases[i].text, rc, v);
-		assert_int_equal(rc, cases[i].rc);
-		assert_int_equal(v, rc == 0 ? cases[i].v : 12345);
-	}
+	check_u64_cases(cases, sizeof(cases) / sizeof(cases[0]), tl_parse_duration, "duration");
 	assert_int_equal(tl_parse_duration(NULL, &(uint64_t){0}), -EINVAL);
 }
 
@@ -973,19 +991,9 @@ test_load_extends_nested_rejected(void **state)
 static void
 test_load_extends_empty_rejected(void **state)
 {
-	struct t_conf c;
-	struct result r;
-	char want[PATH_MAX + 128];
-
 	(void)state;
-	write_file(tmp_path("ext_empty.yaml"), "extends:\n", 9);
-	r = load(tmp_path("ext_empty.yaml"), &c, NULL);
-	snprintf(want, sizeof(want),
-	        "%s:1:9: extends: expected the name of one profile, not an empty value\n",
-	        tmp_path("ext_empty.yaml"));
-	assert_string_equal(r.out, want);
-	assert_int_equal(r.rc, TL_E_CONFIG);
-	free(r.out);
+	expect_tmp_error("ext_empty.yaml", "extends:\n", 9,
+	        ":1:9: extends: expected the name of one profile, not an empty value\n");
 }
 
 static void
@@ -1215,38 +1223,22 @@ static void
 test_load_not_utf8_reported(void **state)
 {
 	static const char text[] = "uplink:\n  host: h\nname: \xff\xfe\n";
-	struct t_conf c;
-	struct result r;
-	char want[PATH_MAX + 128];
 
 	(void)state;
-	write_file(tmp_path("latin1.yaml"), text, sizeof(text) - 1);
-	r = load(tmp_path("latin1.yaml"), &c, NULL);
-	snprintf(want, sizeof(want),
-	        "%s:3:7: invalid leading UTF-8 octet (byte 0xff); the file must be UTF-8\n",
-	        tmp_path("latin1.yaml"));
-	assert_string_equal(r.out, want);
-	assert_int_equal(r.rc, TL_E_CONFIG);
-	free(r.out);
+	expect_tmp_error("latin1.yaml", text, sizeof(text) - 1,
+	        ":3:7: invalid leading UTF-8 octet (byte 0xff); the file must be UTF-8\n");
 }
 
 static void
 test_load_nul_in_value_rejected(void **state)
 {
 	static const char text[] = "uplink:\n  host: \"a\\0b\"\n";
-	struct t_conf c;
-	struct result r;
-	char want[PATH_MAX + 128];
+	unsigned n;
 
 	(void)state;
-	write_file(tmp_path("nul.yaml"), text, sizeof(text) - 1);
-	r = load(tmp_path("nul.yaml"), &c, NULL);
-	snprintf(want, sizeof(want), "%s:2:9: a NUL character (\\0) in a value is not supported\n",
-	        tmp_path("nul.yaml"));
-	assert_string_equal(r.out, want);
-	assert_int_equal(r.rc, TL_E_CONFIG);
-	assert_int_equal(r.n, 1);
-	free(r.out);
+	n = expect_tmp_error("nul.yaml", text, sizeof(text) - 1,
+	        ":2:9: a NUL character (\\0) in a value is not supported\n");
+	assert_int_equal(n, 1);
 }
 
 static void
@@ -1313,17 +1305,24 @@ test_load_null_errs_and_count_accepted(void **state)
 
 /* ---- config show ------------------------------------------------------------------ */
 
+/* tl_config_show() of @p obj under the table @p t, as a malloc'd string. */
 static char *
-show(const struct t_conf *c)
+show_opts(const struct tl_opt *t, const void *obj)
 {
 	char *buf = NULL;
 	size_t len;
 	FILE *f = open_memstream(&buf, &len);
 
 	assert_non_null(f);
-	assert_int_equal(tl_config_show(f, root_opts, c), 0);
+	assert_int_equal(tl_config_show(f, t, obj), 0);
 	assert_int_equal(fclose(f), 0);
 	return buf;
+}
+
+static char *
+show(const struct t_conf *c)
+{
+	return show_opts(root_opts, c);
 }
 
 static void
@@ -1467,13 +1466,8 @@ test_show_odd_values_round_trip(void **state)
 		        {.name = NULL},
 		};
 		uint64_t d = durs[i], back = 0;
-		char *buf = NULL;
-		size_t len;
-		FILE *f = open_memstream(&buf, &len);
+		char *buf = show_opts(t, &d);
 
-		assert_non_null(f);
-		assert_int_equal(tl_config_show(f, t, &d), 0);
-		assert_int_equal(fclose(f), 0);
 		assert_int_equal(strncmp(buf, "d: ", 3), 0);
 		buf[strlen(buf) - 1] = '\0';
 		assert_int_equal(tl_parse_duration(buf + 3, &back), 0);
@@ -1511,13 +1505,8 @@ test_show_units_largest_exact(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t v[2] = {cases[i].v, cases[i].v};
-		char *buf = NULL;
-		size_t len;
-		FILE *f = open_memstream(&buf, &len);
+		char *buf = show_opts(t, v);
 
-		assert_non_null(f);
-		assert_int_equal(tl_config_show(f, t, v), 0);
-		assert_int_equal(fclose(f), 0);
 		snprintf(want, sizeof(want), "s: %s\nd: %s\n", cases[i].size, cases[i].dur);
 		assert_string_equal(buf, want);
 		free(buf);

@@ -21,6 +21,7 @@
 #include "tl_dpdk.h"
 #include "tl_error.h"
 #include "tl_pipeline.h"
+#include "tl_test_schema.h"
 
 static char tmpdir[] = "/tmp/tapline-test-dpdk.XXXXXX";
 static struct tl_schema *schema;
@@ -40,6 +41,19 @@ base_conf(struct tl_dpdk_conf *c)
 	c->burst = 32;
 	c->idle_expire = 10000000;
 	snprintf(c->log_level, sizeof(c->log_level), "error");
+}
+
+/* base_conf() with one virtual device, its devargs formatted from @p fmt. */
+static void __attribute__((format(printf, 2, 3)))
+vdev_conf(struct tl_dpdk_conf *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	base_conf(c);
+	va_start(ap, fmt);
+	vsnprintf(c->vdevs[0], sizeof(c->vdevs[0]), fmt, ap);
+	va_end(ap);
+	c->n_vdevs = 1;
 }
 
 /* Run @p fn in a child; return its exit status (or 128 + signal). */
@@ -100,17 +114,41 @@ write_capture(const char *path)
 	pcap_close(p);
 }
 
+/* vdev_conf() with a net_pcap port that replays a fresh capture @p name in tmpdir. */
+static void
+pcap_conf(struct tl_dpdk_conf *c, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	write_capture(path);
+	vdev_conf(c, "net_pcap0,rx_pcap=%s", path);
+}
+
 /* --- children --- */
+
+/* Open @p c with @p n_queues and close it again; the result as an exit status: 0 opened,
+ * 10 TL_E_NODEV, 11 -EINVAL, 12 TL_E_NOHUGE, 1 anything else. */
+static int
+open_status(const struct tl_dpdk_conf *c, unsigned n_queues)
+{
+	struct tl_dpdk *d = NULL;
+	int rc = tl_dpdk_open(c, n_queues, "test", &d);
+
+	tl_dpdk_close(d);
+	return rc == 0 ? 0 : rc == TL_E_NODEV ? 10 : rc == -EINVAL ? 11 : rc == TL_E_NOHUGE ? 12 : 1;
+}
 
 static int
 child_open_expect(void *arg)
 {
-	const struct tl_dpdk_conf *c = arg;
-	struct tl_dpdk *d = NULL;
-	int rc = tl_dpdk_open(c, 1, "test", &d);
+	return open_status(arg, 1);
+}
 
-	tl_dpdk_close(d);
-	return rc == 0 ? 0 : rc == TL_E_NODEV ? 10 : rc == -EINVAL ? 11 : rc == TL_E_NOHUGE ? 12 : 1;
+static int
+child_open_two_queues(void *arg)
+{
+	return open_status(arg, 2);
 }
 
 static int
@@ -199,9 +237,7 @@ test_dpdk_missing_interface_enodev(void **state)
 	struct tl_dpdk_conf c;
 
 	(void)state;
-	base_conf(&c);
-	snprintf(c.vdevs[0], sizeof(c.vdevs[0]), "net_af_xdp0,iface=tl-no-such-if");
-	c.n_vdevs = 1;
+	vdev_conf(&c, "net_af_xdp0,iface=tl-no-such-if");
 	assert_int_equal(in_child(child_open_expect, &c), 10);
 }
 
@@ -209,32 +245,11 @@ static void
 test_dpdk_more_queues_than_port_einval(void **state)
 {
 	struct tl_dpdk_conf c;
-	struct tl_dpdk *d = NULL;
-	char path[256];
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/one.pcap", tmpdir);
-	write_capture(path);
-	base_conf(&c);
-	snprintf(c.vdevs[0], sizeof(c.vdevs[0]), "net_pcap0,rx_pcap=%s", path);
-	c.n_vdevs = 1;
-	/* Two queues on a port with one: checked in the child with n_queues = 2. */
-	{
-		pid_t pid;
-		int st;
-
-		fflush(NULL);
-		pid = fork();
-		if (pid == 0) {
-			int rc = tl_dpdk_open(&c, 2, "test", &d);
-
-			tl_dpdk_close(d);
-			_exit(rc == -EINVAL ? 0 : 1);
-		}
-		assert_int_equal(waitpid(pid, &st, 0), pid);
-		assert_true(WIFEXITED(st));
-		assert_int_equal(WEXITSTATUS(st), 0);
-	}
+	pcap_conf(&c, "one.pcap");
+	/* Two queues on a port with one. */
+	assert_int_equal(in_child(child_open_two_queues, &c), 11);
 }
 
 static void
@@ -243,9 +258,7 @@ test_dpdk_too_few_lcores_einval(void **state)
 	struct tl_dpdk_conf c;
 
 	(void)state;
-	base_conf(&c);
-	snprintf(c.vdevs[0], sizeof(c.vdevs[0]), "net_null0");
-	c.n_vdevs = 1;
+	vdev_conf(&c, "net_null0");
 	snprintf(c.lcores, sizeof(c.lcores), "0"); /* a main lcore and no worker */
 	assert_int_equal(in_child(child_open_expect, &c), 11);
 }
@@ -265,10 +278,8 @@ test_dpdk_hugepages_missing_enohuge(void **state)
 	}
 	if (n != 0)
 		skip(); /* hugepages are reserved here: the error cannot be provoked */
-	base_conf(&c);
+	vdev_conf(&c, "net_null0");
 	c.no_huge = false;
-	snprintf(c.vdevs[0], sizeof(c.vdevs[0]), "net_null0");
-	c.n_vdevs = 1;
 	assert_int_equal(in_child(child_open_expect, &c), 12);
 }
 
@@ -276,14 +287,9 @@ static void
 test_dpdk_pcap_replay_every_frame_once(void **state)
 {
 	struct tl_dpdk_conf c;
-	char path[256];
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/replay.pcap", tmpdir);
-	write_capture(path);
-	base_conf(&c);
-	snprintf(c.vdevs[0], sizeof(c.vdevs[0]), "net_pcap0,rx_pcap=%s", path);
-	c.n_vdevs = 1;
+	pcap_conf(&c, "replay.pcap");
 	assert_int_equal(in_child(child_replay, &c), 0);
 }
 
@@ -293,9 +299,7 @@ test_dpdk_stop_flag_ends_run(void **state)
 	struct tl_dpdk_conf c;
 
 	(void)state;
-	base_conf(&c);
-	snprintf(c.vdevs[0], sizeof(c.vdevs[0]), "net_null0");
-	c.n_vdevs = 1;
+	vdev_conf(&c, "net_null0");
 	assert_int_equal(in_child(child_stop, &c), 0);
 }
 
@@ -308,19 +312,12 @@ setup(void **state)
 	(void)state;
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
-	snprintf(def.cols[0].name, TL_SCHEMA_NAME_MAX, "query_id");
-	snprintf(def.cols[0].path, TL_SCHEMA_PATH_MAX, "query_id");
-	def.cols[0].required = true;
-	snprintf(def.cols[1].name, TL_SCHEMA_NAME_MAX, "event_time");
-	snprintf(def.cols[1].path, TL_SCHEMA_PATH_MAX, "timestamp");
-	def.cols[1].type = TL_COL_DATETIME;
-	snprintf(def.cols[2].name, TL_SCHEMA_NAME_MAX, "error");
-	snprintf(def.cols[2].path, TL_SCHEMA_PATH_MAX, "error");
-	def.cols[2].type = TL_COL_ANY;
-	def.n_cols = 3;
-	snprintf(def.time_column, TL_SCHEMA_NAME_MAX, "event_time");
-	snprintf(def.error_column, TL_SCHEMA_NAME_MAX, "error");
-	snprintf(def.id_column, TL_SCHEMA_NAME_MAX, "query_id");
+	/* the columns the capture events carry (event_time optional, error at the top) */
+	memset(&def, 0, sizeof(def));
+	tl_test_add_col(&def, "query_id", "query_id", TL_COL_STRING, true, 0);
+	tl_test_add_col(&def, "event_time", "timestamp", TL_COL_DATETIME, false, 0);
+	tl_test_add_col(&def, "error", "error", TL_COL_ANY, false, 0);
+	tl_test_set_roles(&def, "event_time", "error", "query_id");
 	pconf.limits = (struct tl_limits){4096, 8, 1024, 8};
 	pconf.reasm = (struct tl_reasm_conf){4, 64, 1000000000ull};
 	return tl_schema_compile(&def, &pconf.limits, &schema, msg, sizeof(msg));

@@ -20,17 +20,10 @@
 #include <string.h>
 
 #include "tl_pipeline.h"
+#include "tl_test_fuzz.h"
+#include "tl_test_schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                           \
-	do {                                                                                  \
-		if (!(cond)) {                                                                \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,  \
-					#cond);                                               \
-			abort();                                                              \
-		}                                                                             \
-	} while (0)
 
 static struct tl_schema *schema;
 static struct tl_pipeline_conf conf;
@@ -38,32 +31,20 @@ static struct tl_pipeline_worker worker;
 static uint64_t sink_ok, sink_rejected;
 
 static void
-add_col(struct tl_schema_def *d, const char *name, const char *path, int type, bool req)
-{
-	struct tl_col_def *c = &d->cols[d->n_cols++];
-
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	c->type = type;
-	c->required = req;
-}
-
-static void
 init(void)
 {
 	static struct tl_schema_def d;
 	char msg[256];
 
-	add_col(&d, "query_id", "query_id", TL_COL_STRING, true);
-	add_col(&d, "event_type", "event_type", TL_COL_STRING, true);
-	add_col(&d, "event_time", "timestamp", TL_COL_DATETIME, true);
-	add_col(&d, "user_id", "metadata.user_id", TL_COL_STRING, false);
-	add_col(&d, "duration_ms", "metadata.duration_ms", TL_COL_UINT64, false);
-	add_col(&d, "error", "metadata.error", TL_COL_ANY, false);
-	add_col(&d, "payload", "payload", TL_COL_ANY, false);
-	snprintf(d.time_column, sizeof(d.time_column), "event_time");
-	snprintf(d.error_column, sizeof(d.error_column), "error");
-	snprintf(d.id_column, sizeof(d.id_column), "query_id");
+	/* seven of the ten e6data columns, without per-column caps */
+	tl_test_add_col(&d, "query_id", "query_id", TL_COL_STRING, true, 0);
+	tl_test_add_col(&d, "event_type", "event_type", TL_COL_STRING, true, 0);
+	tl_test_add_col(&d, "event_time", "timestamp", TL_COL_DATETIME, true, 0);
+	tl_test_add_col(&d, "user_id", "metadata.user_id", TL_COL_STRING, false, 0);
+	tl_test_add_col(&d, "duration_ms", "metadata.duration_ms", TL_COL_UINT64, false, 0);
+	tl_test_add_col(&d, "error", "metadata.error", TL_COL_ANY, false, 0);
+	tl_test_add_col(&d, "payload", "payload", TL_COL_ANY, false, 0);
+	tl_test_set_roles(&d, "event_time", "error", "query_id");
 	conf.limits.max_event_size = 8192;
 	conf.limits.max_depth = 16;
 	conf.limits.max_string = 4096;
@@ -82,7 +63,7 @@ sink(void *arg, const struct tl_event *ev, enum tl_reason v)
 {
 	(void)arg;
 	if (v != TL_REASON_OK) {
-		CHECK(tl_reason_is_event(v));
+		TL_FUZZ_CHECK(tl_reason_is_event(v));
 		sink_rejected++;
 		return;
 	}
@@ -91,8 +72,8 @@ sink(void *arg, const struct tl_event *ev, enum tl_reason v)
 		const struct tl_value *val = &ev->col[i];
 
 		if (val->kind == TL_VAL_STRING || val->kind == TL_VAL_RAW) {
-			CHECK(val->ptr >= ev->raw);
-			CHECK(val->ptr + val->len <= ev->raw + ev->raw_len);
+			TL_FUZZ_CHECK(val->ptr >= ev->raw);
+			TL_FUZZ_CHECK(val->ptr + val->len <= ev->raw + ev->raw_len);
 		}
 	}
 }
@@ -113,7 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	sink_ok = sink_rejected = 0;
-	CHECK(tl_pipeline_worker_init(&worker, &conf, schema, &port, 1, sink, NULL) == 0);
+	TL_FUZZ_CHECK(tl_pipeline_worker_init(&worker, &conf, schema, &port, 1, sink, NULL) == 0);
 	while (size >= 2) {
 		uint32_t len = (uint32_t)data[0] | (uint32_t)data[1] << 8;
 
@@ -133,10 +114,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	tl_pipeline_expire(&worker, UINT64_MAX);
-	CHECK(tl_reasm_in_progress(worker.reasm) == 0);
-	CHECK(worker.cnt.events_valid == sink_ok);
-	CHECK(worker.cnt.events_rejected == sink_rejected);
-	CHECK(worker.cnt.events_error <= worker.cnt.events_valid);
+	TL_FUZZ_CHECK(tl_reasm_in_progress(worker.reasm) == 0);
+	TL_FUZZ_CHECK(worker.cnt.events_valid == sink_ok);
+	TL_FUZZ_CHECK(worker.cnt.events_rejected == sink_rejected);
+	TL_FUZZ_CHECK(worker.cnt.events_error <= worker.cnt.events_valid);
 	tl_pipeline_worker_fini(&worker);
 	return 0;
 }

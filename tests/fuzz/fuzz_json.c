@@ -3,7 +3,7 @@
  * libFuzzer target for the JSON extractor.
  *
  * Build and run (seed corpus in tests/fuzz/corpus_json):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iconfig -Ipipeline \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iconfig -Ipipeline -Itests/common \
  *       tests/fuzz/fuzz_json.c pipeline/tl_json.c pipeline/tl_schema.c \
  *       pipeline/tl_reason.c config/tl_error.c -lm -o /tmp/fuzz_json
  *   /tmp/fuzz_json -max_total_time=30 -max_len=4096 /tmp/corpus tests/fuzz/corpus_json
@@ -21,34 +21,16 @@
 
 #include "tl_json.h"
 #include "tl_json_private.h"
+#include "tl_test_fuzz.h"
+#include "tl_test_schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,       \
-			        #cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static struct tl_schema *schema;
 static struct tl_schema *wrap_schema; /* one level deeper, longer strings: for extra */
 static struct tl_event ev, ev2, ev3;
 static uint8_t scratch[1 << 17];
 static uint8_t wrapped[1 << 17];
-
-static void
-add_col(struct tl_schema_def *d, const char *name, const char *path, int type, bool req)
-{
-	struct tl_col_def *c = &d->cols[d->n_cols++];
-
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	c->type = type;
-	c->required = req;
-}
 
 static void
 init(void)
@@ -62,25 +44,14 @@ init(void)
 	};
 	char msg[256];
 
-	add_col(&d, "query_id", "query_id", TL_COL_STRING, true);
-	add_col(&d, "event_type", "event_type", TL_COL_STRING, true);
-	add_col(&d, "event_time", "timestamp", TL_COL_DATETIME, true);
-	add_col(&d, "query_text", "query_text", TL_COL_STRING, false);
-	add_col(&d, "user_id", "metadata.user_id", TL_COL_STRING, false);
-	add_col(&d, "database_name", "metadata.database", TL_COL_STRING, false);
-	add_col(&d, "duration_ms", "metadata.duration_ms", TL_COL_UINT64, false);
-	add_col(&d, "rows_affected", "metadata.rows_affected", TL_COL_UINT64, false);
-	add_col(&d, "error", "metadata.error", TL_COL_ANY, false);
-	add_col(&d, "payload", "payload", TL_COL_ANY, false);
+	/* the e6data columns without per-column caps: max_string alone bounds them */
+	tl_test_e6data_def(&d);
+	tl_test_clear_max_len(&d);
 	/* a few more types and a deeper path, so the fuzzer reaches every converter */
-	add_col(&d, "offset", "metadata.stats.offset", TL_COL_INT64, false);
-	add_col(&d, "cost", "metadata.stats.cost", TL_COL_FLOAT64, false);
-	add_col(&d, "cached", "cached", TL_COL_BOOL, false);
-	add_col(&d, "short", "short", TL_COL_STRING, false);
-	d.cols[d.n_cols - 1].max_len = 8;
-	strcpy(d.time_column, "event_time");
-	strcpy(d.error_column, "error");
-	strcpy(d.id_column, "query_id");
+	tl_test_add_col(&d, "offset", "metadata.stats.offset", TL_COL_INT64, false, 0);
+	tl_test_add_col(&d, "cost", "metadata.stats.cost", TL_COL_FLOAT64, false, 0);
+	tl_test_add_col(&d, "cached", "cached", TL_COL_BOOL, false, 0);
+	tl_test_add_col(&d, "short", "short", TL_COL_STRING, false, 8);
 	if (tl_schema_compile(&d, &l, &schema, msg, sizeof(msg)) != 0) {
 		fprintf(stderr, "schema: %s\n", msg);
 		abort();
@@ -140,11 +111,11 @@ check_unescape(const uint8_t *p, uint32_t len, int escaped)
 {
 	size_t n = tl_json_unescape(p, len, scratch);
 
-	CHECK(n <= len);
-	CHECK(valid_utf8(scratch, n));
+	TL_FUZZ_CHECK(n <= len);
+	TL_FUZZ_CHECK(valid_utf8(scratch, n));
 	if (!escaped) {
-		CHECK(n == len);
-		CHECK(memcmp(scratch, p, n) == 0);
+		TL_FUZZ_CHECK(n == len);
+		TL_FUZZ_CHECK(memcmp(scratch, p, n) == 0);
 	}
 }
 
@@ -162,58 +133,58 @@ check_accepted(const uint8_t *data, size_t size)
 		switch (v->kind) {
 		case TL_VAL_ABSENT:
 		case TL_VAL_NULL:
-			CHECK(!tl_schema_col(schema, i)->required);
+			TL_FUZZ_CHECK(!tl_schema_col(schema, i)->required);
 			break;
 		case TL_VAL_STRING:
-			CHECK(type == TL_COL_STRING || type == TL_COL_ANY);
-			CHECK(inside(v->ptr, v->len, data, size));
-			CHECK(v->ptr[-1] == '"' && v->ptr[v->len] == '"');
-			CHECK(v->escaped == (memchr(v->ptr, '\\', v->len) != NULL));
+			TL_FUZZ_CHECK(type == TL_COL_STRING || type == TL_COL_ANY);
+			TL_FUZZ_CHECK(inside(v->ptr, v->len, data, size));
+			TL_FUZZ_CHECK(v->ptr[-1] == '"' && v->ptr[v->len] == '"');
+			TL_FUZZ_CHECK(v->escaped == (memchr(v->ptr, '\\', v->len) != NULL));
 			check_unescape(v->ptr, v->len, v->escaped);
 			break;
 		case TL_VAL_RAW:
-			CHECK(type == TL_COL_ANY);
-			CHECK(inside(v->ptr, v->len, data, size));
-			CHECK(v->len > 0 && v->ptr[0] != '"' && v->ptr[0] != 'n');
+			TL_FUZZ_CHECK(type == TL_COL_ANY);
+			TL_FUZZ_CHECK(inside(v->ptr, v->len, data, size));
+			TL_FUZZ_CHECK(v->len > 0 && v->ptr[0] != '"' && v->ptr[0] != 'n');
 			break;
 		case TL_VAL_INT:
-			CHECK(type == TL_COL_INT64);
+			TL_FUZZ_CHECK(type == TL_COL_INT64);
 			break;
 		case TL_VAL_UINT:
-			CHECK(type == TL_COL_UINT64);
+			TL_FUZZ_CHECK(type == TL_COL_UINT64);
 			break;
 		case TL_VAL_FLOAT:
-			CHECK(type == TL_COL_FLOAT64);
-			CHECK(v->f - v->f == 0); /* finite */
-			CHECK(inside(v->ptr, v->len, data, size));
+			TL_FUZZ_CHECK(type == TL_COL_FLOAT64);
+			TL_FUZZ_CHECK(v->f - v->f == 0); /* finite */
+			TL_FUZZ_CHECK(inside(v->ptr, v->len, data, size));
 			break;
 		case TL_VAL_BOOL:
-			CHECK(type == TL_COL_BOOL);
-			CHECK(v->len == (v->b ? 4u : 5u));
+			TL_FUZZ_CHECK(type == TL_COL_BOOL);
+			TL_FUZZ_CHECK(v->len == (v->b ? 4u : 5u));
 			break;
 		case TL_VAL_TIME: {
 			int64_t ns;
 
-			CHECK(type == TL_COL_DATETIME);
-			CHECK(inside(v->ptr, v->len, data, size));
-			CHECK(tl_json_parse_time(v->ptr, v->len, &ns) == 0 && ns == v->ns);
+			TL_FUZZ_CHECK(type == TL_COL_DATETIME);
+			TL_FUZZ_CHECK(inside(v->ptr, v->len, data, size));
+			TL_FUZZ_CHECK(tl_json_parse_time(v->ptr, v->len, &ns) == 0 && ns == v->ns);
 			break;
 		}
 		default:
-			CHECK(0);
+			TL_FUZZ_CHECK(0);
 		}
 	}
-	CHECK(ev.col[tl_schema_time_col(schema)].kind == TL_VAL_TIME);
-	CHECK(ev.time_ns == ev.col[tl_schema_time_col(schema)].ns);
-	CHECK(ev.n_extra <= tl_schema_limits(schema)->max_extra);
+	TL_FUZZ_CHECK(ev.col[tl_schema_time_col(schema)].kind == TL_VAL_TIME);
+	TL_FUZZ_CHECK(ev.time_ns == ev.col[tl_schema_time_col(schema)].ns);
+	TL_FUZZ_CHECK(ev.n_extra <= tl_schema_limits(schema)->max_extra);
 	for (uint32_t i = 0; i < ev.n_extra; i++) {
 		const struct tl_extra *x = &ev.extra[i];
 
-		CHECK(inside(x->key, x->key_len, data, size));
-		CHECK(inside(x->val, x->val_len, data, size));
-		CHECK(x->key[-1] == '"' && x->key[x->key_len] == '"');
-		CHECK(x->val_len > 0);
-		CHECK(x->parent >= -1);
+		TL_FUZZ_CHECK(inside(x->key, x->key_len, data, size));
+		TL_FUZZ_CHECK(inside(x->val, x->val_len, data, size));
+		TL_FUZZ_CHECK(x->key[-1] == '"' && x->key[x->key_len] == '"');
+		TL_FUZZ_CHECK(x->val_len > 0);
+		TL_FUZZ_CHECK(x->parent >= -1);
 		check_unescape(x->key, x->key_len, memchr(x->key, '\\', x->key_len) != NULL);
 		if (x->val[0] == '"')
 			check_unescape(x->val + 1, x->val_len - 2,
@@ -222,18 +193,19 @@ check_accepted(const uint8_t *data, size_t size)
 
 	/* The extra column is valid JSON: accepted as an (unknown) value of a new event. */
 	n = tl_json_format_extra(schema, &ev, scratch, sizeof(scratch));
-	CHECK(n < sizeof(scratch) - 128);
-	CHECK(tl_json_format_extra(schema, &ev, NULL, 0) == n);
+	TL_FUZZ_CHECK(n < sizeof(scratch) - 128);
+	TL_FUZZ_CHECK(tl_json_format_extra(schema, &ev, NULL, 0) == n);
 	wl = snprintf((char *)wrapped, sizeof(wrapped),
 	        "{\"query_id\":\"q\",\"event_type\":\"e\",\"timestamp\":\"2024-01-01T00:00:00Z\","
 	        "\"x\":%.*s}",
 	        (int)n, scratch);
-	CHECK(wl > 0 && (size_t)wl < sizeof(wrapped));
+	TL_FUZZ_CHECK(wl > 0 && (size_t)wl < sizeof(wrapped));
 	if ((size_t)wl <= tl_schema_limits(wrap_schema)->max_event_size) {
-		CHECK(tl_json_extract(wrap_schema, wrapped, (uint32_t)wl, &ev3) == TL_REASON_OK);
-		CHECK(ev3.n_extra == 1);
-		CHECK(ev3.extra[0].val_len == n);
-		CHECK(memcmp(ev3.extra[0].val, scratch, n) == 0);
+		TL_FUZZ_CHECK(
+		        tl_json_extract(wrap_schema, wrapped, (uint32_t)wl, &ev3) == TL_REASON_OK);
+		TL_FUZZ_CHECK(ev3.n_extra == 1);
+		TL_FUZZ_CHECK(ev3.extra[0].val_len == n);
+		TL_FUZZ_CHECK(memcmp(ev3.extra[0].val, scratch, n) == 0);
 	}
 }
 
@@ -258,22 +230,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ra = tl_json_extract(schema, copy, (uint32_t)size, &ev2);
 	tl_json_force_scalar(0);
 	rb = tl_json_extract(schema, copy, (uint32_t)size, &ev);
-	CHECK(ra == rb);
-	CHECK(rb < TL_REASON_MAX && (rb == TL_REASON_OK || tl_reason_is_event(rb)));
-	CHECK(ev.raw == copy && ev.raw_len == size);
+	TL_FUZZ_CHECK(ra == rb);
+	TL_FUZZ_CHECK(rb < TL_REASON_MAX && (rb == TL_REASON_OK || tl_reason_is_event(rb)));
+	TL_FUZZ_CHECK(ev.raw == copy && ev.raw_len == size);
 	if (rb == TL_REASON_OK) {
-		CHECK(ev.n_extra == ev2.n_extra && ev.is_error == ev2.is_error);
+		TL_FUZZ_CHECK(ev.n_extra == ev2.n_extra && ev.is_error == ev2.is_error);
 		for (uint32_t i = 0; i < tl_schema_n_cols(schema); i++)
-			CHECK(ev.col[i].kind == ev2.col[i].kind &&
-			        ev.col[i].len == ev2.col[i].len && ev.col[i].ptr == ev2.col[i].ptr);
+			TL_FUZZ_CHECK(ev.col[i].kind == ev2.col[i].kind &&
+			              ev.col[i].len == ev2.col[i].len &&
+			              ev.col[i].ptr == ev2.col[i].ptr);
 		check_accepted(copy, size);
 	}
 
 	/* Arbitrary bytes through the helpers. */
 	if (tl_json_parse_time(copy, size, &ns) == 0)
-		CHECK(size >= 20);
+		TL_FUZZ_CHECK(size >= 20);
 	if (size <= sizeof(scratch))
-		CHECK(tl_json_unescape(copy, size, scratch) <= size);
+		TL_FUZZ_CHECK(tl_json_unescape(copy, size, scratch) <= size);
 	free(copy);
 	return 0;
 }

@@ -14,6 +14,7 @@
 
 #include "tl_cksum.h"
 #include "tl_pipeline.h"
+#include "tl_test_schema.h"
 
 static const uint8_t src4[4] = {198, 18, 1, 1}, dst4[4] = {198, 18, 0, 1};
 
@@ -98,22 +99,12 @@ setup(void **state)
 	char msg[256];
 
 	(void)state;
+	/* just the columns the glue looks at: the event's identity, time and error */
 	memset(&def, 0, sizeof(def));
-	snprintf(def.cols[0].name, TL_SCHEMA_NAME_MAX, "query_id");
-	snprintf(def.cols[0].path, TL_SCHEMA_PATH_MAX, "query_id");
-	def.cols[0].type = TL_COL_STRING;
-	def.cols[0].required = true;
-	snprintf(def.cols[1].name, TL_SCHEMA_NAME_MAX, "event_time");
-	snprintf(def.cols[1].path, TL_SCHEMA_PATH_MAX, "timestamp");
-	def.cols[1].type = TL_COL_DATETIME;
-	def.cols[1].required = true;
-	snprintf(def.cols[2].name, TL_SCHEMA_NAME_MAX, "error");
-	snprintf(def.cols[2].path, TL_SCHEMA_PATH_MAX, "metadata.error");
-	def.cols[2].type = TL_COL_ANY;
-	def.n_cols = 3;
-	snprintf(def.time_column, TL_SCHEMA_NAME_MAX, "event_time");
-	snprintf(def.error_column, TL_SCHEMA_NAME_MAX, "error");
-	snprintf(def.id_column, TL_SCHEMA_NAME_MAX, "query_id");
+	tl_test_add_col(&def, "query_id", "query_id", TL_COL_STRING, true, 0);
+	tl_test_add_col(&def, "event_time", "timestamp", TL_COL_DATETIME, true, 0);
+	tl_test_add_col(&def, "error", "metadata.error", TL_COL_ANY, false, 0);
+	tl_test_set_roles(&def, "event_time", "error", "query_id");
 	conf.limits.max_event_size = 4096;
 	conf.limits.max_depth = 8;
 	conf.limits.max_string = 1024;

@@ -20,50 +20,35 @@
 #include "tl_json.h"
 #include "tl_opt.h"
 #include "tl_schema.h"
+#include "tl_test_schema.h"
 
 static struct tl_event ev;
 
-static void
-add_col(struct tl_schema_def *d, const char *name, const char *path, int type, bool req)
-{
-	struct tl_col_def *c = &d->cols[d->n_cols++];
-
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	c->type = type;
-	c->required = req;
-	c->max_len = 0;
-}
-
+/* The e6data columns without their per-column max_len, as these tests have always
+ * compiled them (the accessor test sets one cap of its own). */
 static void
 e6data_def(struct tl_schema_def *d)
 {
-	memset(d, 0, sizeof(*d));
-	add_col(d, "query_id", "query_id", TL_COL_STRING, true);
-	add_col(d, "event_type", "event_type", TL_COL_STRING, true);
-	add_col(d, "event_time", "timestamp", TL_COL_DATETIME, true);
-	add_col(d, "query_text", "query_text", TL_COL_STRING, false);
-	add_col(d, "user_id", "metadata.user_id", TL_COL_STRING, false);
-	add_col(d, "database_name", "metadata.database", TL_COL_STRING, false);
-	add_col(d, "duration_ms", "metadata.duration_ms", TL_COL_UINT64, false);
-	add_col(d, "rows_affected", "metadata.rows_affected", TL_COL_UINT64, false);
-	add_col(d, "error", "metadata.error", TL_COL_ANY, false);
-	add_col(d, "payload", "payload", TL_COL_ANY, false);
-	strcpy(d->time_column, "event_time");
-	strcpy(d->error_column, "error");
-	strcpy(d->id_column, "query_id");
+	tl_test_e6data_def(d);
+	tl_test_clear_max_len(d);
 }
 
-static struct tl_limits
-limits(void)
+/* The e6data columns plus one optional string column @p name at @p path. */
+static struct tl_schema_def *
+e6data_plus(struct tl_schema_def *d, const char *name, const char *path)
 {
-	struct tl_limits l = {
-	        .max_event_size = 60 * 1024,
-	        .max_depth = 32,
-	        .max_string = 60 * 1024,
-	        .max_extra = 32,
-	};
-	return l;
+	e6data_def(d);
+	tl_test_add_col(d, name, path, TL_COL_STRING, false, 0);
+	return d;
+}
+
+/* A single column "t" (datetime, required) that plays every special role. */
+static void
+one_col_def(struct tl_schema_def *d)
+{
+	memset(d, 0, sizeof(*d));
+	tl_test_add_col(d, "t", "t", TL_COL_DATETIME, true, 0);
+	tl_test_set_roles(d, "t", "t", "t");
 }
 
 /* Expect @p d to be rejected by both the compiler and the section check, with a message
@@ -71,7 +56,7 @@ limits(void)
 static void
 expect_bad(const struct tl_schema_def *d, const char *needle)
 {
-	struct tl_limits l = limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s = (struct tl_schema *)&s;
 	char msg[256] = "", msg2[256] = "";
 	int rc = tl_schema_compile(d, &l, &s, msg, sizeof(msg));
@@ -90,7 +75,7 @@ expect_bad(const struct tl_schema_def *d, const char *needle)
 static struct tl_schema *
 expect_good(const struct tl_schema_def *d)
 {
-	struct tl_limits l = limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s = NULL;
 	char msg[256] = "";
 	int rc = tl_schema_compile(d, &l, &s, msg, sizeof(msg));
@@ -106,7 +91,7 @@ static void
 test_schema_compile_e6data_accessors(void **state)
 {
 	struct tl_schema_def d;
-	struct tl_limits l = limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s;
 
 	(void)state;
@@ -141,7 +126,7 @@ test_schema_compile_path_prefix_conflict_rejected(void **state)
 	(void)state;
 	/* a column on an object path that other columns go through, in both orders */
 	e6data_def(&d);
-	add_col(&d, "meta", "metadata", TL_COL_ANY, false);
+	tl_test_add_col(&d, "meta", "metadata", TL_COL_ANY, false, 0);
 	expect_bad(&d, "prefix");
 	e6data_def(&d);
 	memmove(&d.cols[1], &d.cols[0], sizeof(d.cols[0]) * d.n_cols);
@@ -151,15 +136,15 @@ test_schema_compile_path_prefix_conflict_rejected(void **state)
 	expect_bad(&d, "prefix");
 	/* deeper */
 	e6data_def(&d);
-	add_col(&d, "a", "x.y", TL_COL_STRING, false);
-	add_col(&d, "b", "x.y.z", TL_COL_STRING, false);
+	tl_test_add_col(&d, "a", "x.y", TL_COL_STRING, false, 0);
+	tl_test_add_col(&d, "b", "x.y.z", TL_COL_STRING, false, 0);
 	expect_bad(&d, "prefix");
 	/* sharing a prefix is fine; so is a string prefix that is not a path prefix */
 	e6data_def(&d);
-	add_col(&d, "a", "x.y", TL_COL_STRING, false);
-	add_col(&d, "b", "x.yz", TL_COL_STRING, false);
-	add_col(&d, "c", "x.z.w", TL_COL_STRING, false);
-	add_col(&d, "d", "query_idx", TL_COL_STRING, false);
+	tl_test_add_col(&d, "a", "x.y", TL_COL_STRING, false, 0);
+	tl_test_add_col(&d, "b", "x.yz", TL_COL_STRING, false, 0);
+	tl_test_add_col(&d, "c", "x.z.w", TL_COL_STRING, false, 0);
+	tl_test_add_col(&d, "d", "query_idx", TL_COL_STRING, false, 0);
 	tl_schema_free(expect_good(&d));
 }
 
@@ -169,15 +154,9 @@ test_schema_compile_duplicates_rejected(void **state)
 	struct tl_schema_def d;
 
 	(void)state;
-	e6data_def(&d);
-	add_col(&d, "query_id", "other", TL_COL_STRING, false);
-	expect_bad(&d, "appears twice");
-	e6data_def(&d);
-	add_col(&d, "user2", "metadata.user_id", TL_COL_STRING, false);
-	expect_bad(&d, "same path");
-	e6data_def(&d);
-	add_col(&d, "qid", "query_id", TL_COL_STRING, false);
-	expect_bad(&d, "same path");
+	expect_bad(e6data_plus(&d, "query_id", "other"), "appears twice");
+	expect_bad(e6data_plus(&d, "user2", "metadata.user_id"), "same path");
+	expect_bad(e6data_plus(&d, "qid", "query_id"), "same path");
 }
 
 static void
@@ -212,12 +191,10 @@ test_schema_compile_special_columns_rejected(void **state)
 	expect_bad(&d, "not terminated");
 	/* no columns at all */
 	memset(&d, 0, sizeof(d));
-	strcpy(d.time_column, "t");
-	strcpy(d.error_column, "t");
-	strcpy(d.id_column, "t");
+	tl_test_set_roles(&d, "t", "t", "t");
 	expect_bad(&d, "not a column");
 	/* one column may play every role */
-	add_col(&d, "t", "t", TL_COL_DATETIME, true);
+	tl_test_add_col(&d, "t", "t", TL_COL_DATETIME, true, 0);
 	tl_schema_free(expect_good(&d));
 }
 
@@ -230,16 +207,11 @@ test_schema_compile_bad_names_rejected(void **state)
 	struct tl_schema_def d;
 
 	(void)state;
-	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-		e6data_def(&d);
-		add_col(&d, bad[k], "p", TL_COL_STRING, false);
-		expect_bad(&d, bad[k][0] ? "not an identifier" : "name is empty");
-	}
-	for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++) {
-		e6data_def(&d);
-		add_col(&d, good[k], "p", TL_COL_STRING, false);
-		tl_schema_free(expect_good(&d));
-	}
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		expect_bad(e6data_plus(&d, bad[k], "p"),
+		        bad[k][0] ? "not an identifier" : "name is empty");
+	for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++)
+		tl_schema_free(expect_good(e6data_plus(&d, good[k], "p")));
 	e6data_def(&d);
 	memset(d.cols[3].name, 'a', sizeof(d.cols[3].name));
 	expect_bad(&d, "not terminated");
@@ -271,16 +243,10 @@ test_schema_compile_bad_paths_rejected(void **state)
 	struct tl_schema_def d;
 
 	(void)state;
-	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-		e6data_def(&d);
-		add_col(&d, "c", bad[k].path, TL_COL_STRING, false);
-		expect_bad(&d, bad[k].needle);
-	}
-	for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++) {
-		e6data_def(&d);
-		add_col(&d, "c", good[k], TL_COL_STRING, false);
-		tl_schema_free(expect_good(&d));
-	}
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		expect_bad(e6data_plus(&d, "c", bad[k].path), bad[k].needle);
+	for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++)
+		tl_schema_free(expect_good(e6data_plus(&d, "c", good[k])));
 	e6data_def(&d);
 	memset(d.cols[3].path, 'a', sizeof(d.cols[3].path));
 	expect_bad(&d, "not terminated");
@@ -303,21 +269,17 @@ static void
 test_schema_compile_capacity_limits(void **state)
 {
 	struct tl_schema_def d;
-	struct tl_limits l = limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s = NULL;
 	char name[32], path[64];
 
 	(void)state;
 	/* 64 columns each behind two private object paths: 128 prefixes > 64 */
-	memset(&d, 0, sizeof(d));
-	add_col(&d, "t", "t", TL_COL_DATETIME, true);
-	strcpy(d.time_column, "t");
-	strcpy(d.error_column, "t");
-	strcpy(d.id_column, "t");
+	one_col_def(&d);
 	for (int i = 1; i < TL_SCHEMA_MAX_COLS; i++) {
 		snprintf(name, sizeof(name), "c%d", i);
 		snprintf(path, sizeof(path), "p%d.q%d.v", i, i);
-		add_col(&d, name, path, TL_COL_STRING, false);
+		tl_test_add_col(&d, name, path, TL_COL_STRING, false, 0);
 	}
 	expect_bad(&d, "object paths");
 	/* more columns than the table holds */
@@ -329,7 +291,7 @@ test_schema_compile_capacity_limits(void **state)
 	assert_int_equal(tl_schema_compile(&d, &l, &s, NULL, 0), TL_E_SCHEMA);
 	l.max_depth = 1025;
 	assert_int_equal(tl_schema_compile(&d, &l, &s, NULL, 0), TL_E_SCHEMA);
-	l = limits();
+	l = tl_test_e6data_limits();
 	l.max_extra = TL_EVENT_MAX_EXTRA + 1;
 	assert_int_equal(tl_schema_compile(&d, &l, &s, NULL, 0), TL_E_SCHEMA);
 	assert_null(s);
@@ -352,20 +314,16 @@ test_schema_trie_finds_every_column_any_order(void **state)
 	int off, ncols;
 
 	(void)state;
-	memset(&d, 0, sizeof(d));
-	add_col(&d, "t", "t", TL_COL_DATETIME, true);
-	strcpy(d.time_column, "t");
-	strcpy(d.error_column, "t");
-	strcpy(d.id_column, "t");
+	one_col_def(&d);
 	for (int i = 1; i < 40; i++) {
 		snprintf(name, sizeof(name), "c%d", i);
 		snprintf(path, sizeof(path), i % 3 ? "abcdefgh%d" : "abcdefgh%dxyzxyzxyz", i);
-		add_col(&d, name, path, TL_COL_UINT64, false);
+		tl_test_add_col(&d, name, path, TL_COL_UINT64, false, 0);
 	}
 	for (int i = 40; i < TL_SCHEMA_MAX_COLS; i++) {
 		snprintf(name, sizeof(name), "c%d", i);
 		snprintf(path, sizeof(path), "o%d.mid.k%d", i % 4, i);
-		add_col(&d, name, path, TL_COL_UINT64, false);
+		tl_test_add_col(&d, name, path, TL_COL_UINT64, false, 0);
 	}
 	ncols = (int)d.n_cols;
 	s = expect_good(&d);
