@@ -958,7 +958,13 @@ parse_prefix(struct ctx *c, const uint8_t *p, uint32_t node, uint32_t depth)
 	c->prefix_seen |= bit;
 	if (*p != '{') {
 		q = skip_value(c, p, depth);
-		return q == NULL ? NULL : fail(c, TL_REASON_EV_FIELD_TYPE);
+		if (q == NULL)
+			return NULL;
+		/* "metadata": null is how many producers say "no metadata": every column
+		 * under it is absent (a required one is then missing_field). */
+		if (q - p == 4 && *p == 'n')
+			return q;
+		return fail(c, TL_REASON_EV_FIELD_TYPE);
 	}
 	if (depth + 1 > c->max_depth)
 		return fail(c, TL_REASON_EV_JSON_DEPTH);

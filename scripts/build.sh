@@ -12,7 +12,7 @@ release)
 	;;
 asan)
 	dir=build-asan
-	[ -f $dir/build.ninja ] || CC=clang meson setup $dir -Dbuildtype=debug \
+	[ -f $dir/build.ninja ] || CC=clang meson setup $dir -Dbuildtype=debugoptimized \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=true >/dev/null
 	;;
 *)

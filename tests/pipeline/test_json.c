@@ -20,6 +20,7 @@
 
 #include "tl_json.h"
 #include "tl_json_private.h"
+#include "tl_test_schema.h"
 
 static const char real_event[] =
         "{\"query_id\":\"3f2a9c1e-7b4d-4e11-9a0c-5d2e8f6b1a47\",\"timestamp\":\"2015-10-18T18"
@@ -79,47 +80,14 @@ static struct tl_event ev;
 static uint8_t *cur; /* the current input, exactly sized */
 static int want_scalar;
 
-static void
-add_col(struct tl_schema_def *d, const char *name, const char *path, int type, bool req)
-{
-	struct tl_col_def *c = &d->cols[d->n_cols++];
-
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	c->type = type;
-	c->required = req;
-	c->max_len = 0;
-}
-
+/* The e6data columns without their per-column max_len: the inputs below were written
+ * against columns bounded by pipeline.max_string alone (test_extract_column_max_len_*
+ * sets its own caps). */
 static void
 e6data_def(struct tl_schema_def *d)
 {
-	memset(d, 0, sizeof(*d));
-	add_col(d, "query_id", "query_id", TL_COL_STRING, true);
-	add_col(d, "event_type", "event_type", TL_COL_STRING, true);
-	add_col(d, "event_time", "timestamp", TL_COL_DATETIME, true);
-	add_col(d, "query_text", "query_text", TL_COL_STRING, false);
-	add_col(d, "user_id", "metadata.user_id", TL_COL_STRING, false);
-	add_col(d, "database_name", "metadata.database", TL_COL_STRING, false);
-	add_col(d, "duration_ms", "metadata.duration_ms", TL_COL_UINT64, false);
-	add_col(d, "rows_affected", "metadata.rows_affected", TL_COL_UINT64, false);
-	add_col(d, "error", "metadata.error", TL_COL_ANY, false);
-	add_col(d, "payload", "payload", TL_COL_ANY, false);
-	strcpy(d->time_column, "event_time");
-	strcpy(d->error_column, "error");
-	strcpy(d->id_column, "query_id");
-}
-
-static struct tl_limits
-default_limits(void)
-{
-	struct tl_limits l = {
-	        .max_event_size = 60 * 1024,
-	        .max_depth = 32,
-	        .max_string = 60 * 1024,
-	        .max_extra = 32,
-	};
-	return l;
+	tl_test_e6data_def(d);
+	tl_test_clear_max_len(d);
 }
 
 static struct tl_schema *
@@ -612,7 +580,7 @@ test_extract_nesting_10000_levels_depth(void **state)
 static void
 test_extract_depth_at_limit_ok_past_limit_depth(void **state)
 {
-	struct tl_limits l = default_limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s;
 	char buf[4096];
 
@@ -662,7 +630,7 @@ test_extract_depth_at_limit_ok_past_limit_depth(void **state)
 static void
 test_extract_string_limits_too_long(void **state)
 {
-	struct tl_limits l = default_limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s;
 	char buf[1024], str[256];
 
@@ -698,7 +666,7 @@ static void
 test_extract_column_max_len_too_long(void **state)
 {
 	struct tl_schema_def d;
-	struct tl_limits l = default_limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s;
 
 	(void)state;
@@ -742,7 +710,7 @@ test_extract_huge_string_ok(void **state)
 static void
 test_extract_event_too_large_checked_first(void **state)
 {
-	struct tl_limits l = default_limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s;
 	char buf[300];
 
@@ -1459,7 +1427,7 @@ test_format_extra_small_cap_truncates_like_snprintf(void **state)
 static void
 test_extract_too_many_unknown_fields(void **state)
 {
-	struct tl_limits l = default_limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema *s;
 	char buf[4096];
 	int off;
@@ -1496,7 +1464,7 @@ test_extract_too_many_unknown_fields(void **state)
 static void
 test_extract_prefix_not_object_field_type(void **state)
 {
-	static const char *const bad[] = {"\"x\"", "[]", "[{}]", "null", "0", "true"};
+	static const char *const bad[] = {"\"x\"", "[]", "[{}]", "0", "true"};
 
 	(void)state;
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
@@ -1507,6 +1475,20 @@ test_extract_prefix_not_object_field_type(void **state)
 	}
 	/* invalid as JSON first */
 	assert_reason(exf("\"metadata\":[1,]"), TL_REASON_EV_JSON_SYNTAX);
+}
+
+static void
+test_extract_prefix_null_columns_absent(void **state)
+{
+	(void)state;
+	/* null stands for "no such object": its columns are absent, the event is fine */
+	assert_reason(exf("\"metadata\":null"), TL_REASON_OK);
+	assert_int_equal(ev.col[tl_schema_col_index(e6, "user_id")].kind, TL_VAL_ABSENT);
+	assert_int_equal(ev.col[tl_schema_col_index(e6, "error")].kind, TL_VAL_ABSENT);
+	assert_false(ev.is_error);
+	/* ...and it still counts as the object's one appearance */
+	assert_reason(exf("\"metadata\":null,\"metadata\":{}"), TL_REASON_EV_JSON_DUPLICATE_KEY);
+	assert_reason(exf("\"metadata\":nul"), TL_REASON_EV_JSON_SYNTAX);
 }
 
 /* ---------------------------------------------------------------- types */
@@ -1711,23 +1693,21 @@ test_impl_reports_scanner(void **state)
 static int
 setup_common(void)
 {
-	struct tl_limits l = default_limits();
+	struct tl_limits l = tl_test_e6data_limits();
 	struct tl_schema_def d;
 
 	e6 = compile_e6(&l);
 	memset(&d, 0, sizeof(d));
-	add_col(&d, "i", "i", TL_COL_INT64, false);
-	add_col(&d, "u", "u", TL_COL_UINT64, false);
-	add_col(&d, "f", "f", TL_COL_FLOAT64, false);
-	add_col(&d, "b", "b", TL_COL_BOOL, false);
-	add_col(&d, "s", "s", TL_COL_STRING, false);
-	add_col(&d, "a", "a", TL_COL_ANY, false);
-	add_col(&d, "t", "t", TL_COL_DATETIME, true);
-	add_col(&d, "e", "e", TL_COL_BOOL, false);
-	add_col(&d, "id", "id", TL_COL_STRING, true);
-	strcpy(d.time_column, "t");
-	strcpy(d.error_column, "e");
-	strcpy(d.id_column, "id");
+	tl_test_add_col(&d, "i", "i", TL_COL_INT64, false, 0);
+	tl_test_add_col(&d, "u", "u", TL_COL_UINT64, false, 0);
+	tl_test_add_col(&d, "f", "f", TL_COL_FLOAT64, false, 0);
+	tl_test_add_col(&d, "b", "b", TL_COL_BOOL, false, 0);
+	tl_test_add_col(&d, "s", "s", TL_COL_STRING, false, 0);
+	tl_test_add_col(&d, "a", "a", TL_COL_ANY, false, 0);
+	tl_test_add_col(&d, "t", "t", TL_COL_DATETIME, true, 0);
+	tl_test_add_col(&d, "e", "e", TL_COL_BOOL, false, 0);
+	tl_test_add_col(&d, "id", "id", TL_COL_STRING, true, 0);
+	tl_test_set_roles(&d, "t", "e", "id");
 	types = compile(&d, &l);
 	tl_json_force_scalar(want_scalar);
 	return 0;
@@ -1798,6 +1778,7 @@ main(void)
 	        cmocka_unit_test(test_format_extra_small_cap_truncates_like_snprintf),
 	        cmocka_unit_test(test_extract_too_many_unknown_fields),
 	        cmocka_unit_test(test_extract_prefix_not_object_field_type),
+	        cmocka_unit_test(test_extract_prefix_null_columns_absent),
 	        cmocka_unit_test(test_extract_types_matrix),
 	        cmocka_unit_test(test_extract_escaped_key_matches_column),
 	        cmocka_unit_test(test_extract_values_point_into_input),
