@@ -17,6 +17,7 @@
 #include "tl_error.h"
 #include "tl_json.h"
 #include "tl_log.h"
+#include "tl_metrics.h"
 #include "tl_opt.h"
 
 #define MAX_PCAP_FILES 16
@@ -80,6 +81,24 @@ count_frames(const char *path, uint64_t *n)
 	}
 	pcap_close(p);
 	return 0;
+}
+
+/* What a scrape reads: the workers' counters and the NIC's. */
+struct scrape {
+	const struct tl_counters *w[64];
+	unsigned n;
+	struct tl_dpdk *dpdk;
+};
+
+static void
+collect(void *arg, struct tl_metrics_buf *b)
+{
+	struct scrape *s = arg;
+	struct tl_counters nic;
+
+	memset(&nic, 0, sizeof(nic));
+	tl_dpdk_stats(s->dpdk, &nic);
+	tl_metrics_pipeline(b, s->w, s->n, &nic);
 }
 
 struct run_opts {
@@ -223,6 +242,8 @@ tl_cmd_run(int argc, char **argv)
 	struct tl_dpdk *dpdk = NULL;
 	struct tl_pipeline_worker *workers = NULL;
 	struct tl_dump *dumps[64] = {0};
+	struct tl_metrics *metrics = NULL;
+	static struct scrape scrape;
 	struct tl_counters total;
 	uint64_t expect[MAX_PCAP_FILES];
 	uint16_t ports[TL_CAPTURE_MAX_PORTS];
@@ -298,8 +319,22 @@ tl_cmd_run(int argc, char **argv)
 		}
 	}
 
+	if (cfg.metrics.enabled) {
+		scrape.n = n_workers;
+		scrape.dpdk = dpdk;
+		for (unsigned i = 0; i < n_workers; i++)
+			scrape.w[i] = &workers[i].cnt;
+		if (tl_metrics_create(&cfg.metrics, &metrics) < 0 ||
+				tl_metrics_add(metrics, collect, &scrape) < 0 ||
+				tl_metrics_start(metrics) < 0)
+			goto out;
+		TL_INFO("metrics on http://%s/metrics (port %u)", cfg.metrics.listen,
+				tl_metrics_port(metrics));
+	}
+	tl_metrics_set_health(metrics, true, NULL);
 	rc = tl_dpdk_run(dpdk, workers, o.once ? expect : NULL, o.once ? o.idle_timeout : 0,
 			&stop_flag);
+	tl_metrics_set_health(metrics, false, "stopping");
 	if (rc < 0)
 		goto out;
 
@@ -320,6 +355,7 @@ out:
 			exit_code = TL_EXIT_FAIL;
 		}
 	}
+	tl_metrics_stop(metrics);
 	if (workers) {
 		for (unsigned i = 0; i < n_init; i++)
 			tl_pipeline_worker_fini(&workers[i]);

@@ -30,6 +30,9 @@ const struct tl_opt tl_app_opts[] = {
 	{.name = "schema", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_app_config, schema),
 		.sub = tl_schema_opts, .check = tl_schema_check,
 		.desc = "event schema: JSON paths to typed columns"},
+	{.name = "metrics", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_app_config, metrics),
+		.sub = tl_metrics_opts, .check = tl_metrics_check,
+		.desc = "Prometheus /metrics and /healthz on a loopback port"},
 	{.name = NULL},
 };
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "tl_capture.h"
+#include "tl_metrics.h"
 #include "tl_pipeline.h"
 #include "tl_schema.h"
 
@@ -19,6 +20,7 @@ struct tl_app_config {
 	struct tl_capture_conf capture;
 	struct tl_pipeline_conf pipeline;
 	struct tl_schema_def schema;
+	struct tl_metrics_conf metrics;
 };
 
 extern const struct tl_opt tl_app_opts[];

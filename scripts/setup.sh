@@ -8,7 +8,7 @@ pkgs=(
 	libcmocka-dev libzstd-dev libdeflate-dev libcurl4-openssl-dev libyaml-dev
 	libmicrohttpd-dev libxxhash-dev libjansson-dev libsimdjson-dev libpcap-dev libssl-dev
 	libclang-rt-14-dev iproute2 procps ethtool bpftool tcpdump curl
-	clickhouse-server clickhouse-client
+	clickhouse-server clickhouse-client prometheus
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -93,15 +93,29 @@ capture:
   dpdk:
     no_huge: true
     log_level: error
+metrics:
+  listen: "127.0.0.1:0"
 YAML
 	expect 1 'no DPDK port' -- "$tapline" run --config "$work/nodev.yaml"
 	expect 2 'x.pcap' -- "$tapline" run --config "$work/nodev.yaml" --pcap "$work/x.pcap" --once
 
 	# net_null delivers zero-filled frames without end: all of them are counted as
-	# non-IP, and SIGTERM stops the run cleanly with the counters printed.
-	"$tapline" run --config "$work/nodev.yaml" --vdev net_null0 > "$work/null.out" 2>&1 &
+	# non-IP, and SIGTERM stops the run cleanly with the counters printed. Meanwhile
+	# /metrics and /healthz answer on the loopback port the profile names.
+	mport=$((30000 + RANDOM % 20000))
+	sed "s/127.0.0.1:0/127.0.0.1:$mport/" "$work/nodev.yaml" > "$work/metrics.yaml"
+	"$tapline" run --config "$work/metrics.yaml" --vdev net_null0 > "$work/null.out" 2>&1 &
 	p=$!
 	sleep 3
+	expect 0 '^ok$' -- curl -sf "http://127.0.0.1:$mport/healthz"
+	curl -sf "http://127.0.0.1:$mport/metrics" > "$work/metrics.txt"
+	expect 0 'tapline_ignored_frames_total\{reason="ignored_non_ip"\} [1-9]' -- cat "$work/metrics.txt"
+	expect 0 'tapline_rx_frames_total\{worker="0"\} [1-9]' -- cat "$work/metrics.txt"
+	expect 0 'tapline_rejected_events_total\{reason="json_syntax"\} 0' -- cat "$work/metrics.txt"
+	if command -v promtool > /dev/null; then
+		expect 0 '' -- sh -c "promtool check metrics < '$work/metrics.txt'"
+	fi
+	expect 22 '' -- curl -sf "http://127.0.0.1:$mport/nope"
 	kill -TERM $p
 	if wait $p; then
 		frames=$(awk '$2=="frames"{print $3}' "$work/null.out")
