@@ -165,3 +165,17 @@ tl_pipeline_expire(struct tl_pipeline_worker *w, uint64_t now_ns)
 	tl_reasm_expire(w->reasm, now_ns, &drops);
 	add_drops(&w->cnt, &drops);
 }
+
+void
+tl_pipeline_set_tick(struct tl_pipeline_worker *w, tl_sink_tick_fn tick)
+{
+	w->tick = tick;
+}
+
+void
+tl_pipeline_tick(struct tl_pipeline_worker *w, uint64_t now_ns)
+{
+	tl_pipeline_expire(w, now_ns);
+	if (w->tick)
+		w->tick(w->sink_arg, now_ns);
+}

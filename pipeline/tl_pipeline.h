@@ -38,11 +38,19 @@ extern const struct tl_opt tl_pipeline_opts[];
  */
 typedef void (*tl_event_sink_fn)(void *arg, const struct tl_event *ev, enum tl_reason verdict);
 
+/**
+ * Housekeeping for the sink, called from the worker's loop now and then (about every
+ * `capture.dpdk.tick`, busy or idle) with the worker's monotonic clock, so the sink can
+ * flush batches by age. @p now_ns == UINT64_MAX: the worker is stopping, flush all.
+ */
+typedef void (*tl_sink_tick_fn)(void *arg, uint64_t now_ns);
+
 struct tl_pipeline_worker {
 	struct tl_counters cnt;          /**< single writer: this worker */
 	const struct tl_schema *schema;
 	struct tl_reasm *reasm;
 	tl_event_sink_fn sink;
+	tl_sink_tick_fn tick;
 	void *sink_arg;
 	uint64_t port_map[65536 / 64];   /**< telemetry UDP destination ports */
 	struct tl_event ev;              /**< scratch, reused for every event */
@@ -75,7 +83,17 @@ void tl_pipeline_rx(struct tl_pipeline_worker *w, const uint8_t *frame, uint32_t
 /** Process one telemetry UDP payload (NDJSON) that was decoded elsewhere. */
 void tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint32_t len);
 
-/** Expire stale reassembly state; call when the RX queue is idle. UINT64_MAX: all. */
+/** Expire stale reassembly state. UINT64_MAX: all (at shutdown). */
 void tl_pipeline_expire(struct tl_pipeline_worker *w, uint64_t now_ns);
+
+/** Set the sink's housekeeping callback (called with the sink argument). */
+void tl_pipeline_set_tick(struct tl_pipeline_worker *w, tl_sink_tick_fn tick);
+
+/**
+ * Housekeeping: expire reassembly state, then let the sink flush by age. Drivers call it
+ * about every tick interval from the worker; UINT64_MAX at shutdown expires and flushes
+ * everything, after the last frame.
+ */
+void tl_pipeline_tick(struct tl_pipeline_worker *w, uint64_t now_ns);
 
 #endif

@@ -60,9 +60,10 @@ const struct tl_opt tl_dpdk_opts[] = {
 	{.name = "burst", .type = TL_OPT_UINT, .def = "64",
 		.offset = offsetof(struct tl_dpdk_conf, burst), .min = 1, .max = MAX_BURST,
 		.desc = "frames per rx_burst"},
-	{.name = "idle_expire", .type = TL_OPT_DURATION, .def = "100ms",
-		.offset = offsetof(struct tl_dpdk_conf, idle_expire), .min = 1000000,
-		.max = 60000000000ull, .desc = "how often an idle worker expires reassembly state"},
+	{.name = "tick", .type = TL_OPT_DURATION, .def = "1ms",
+		.offset = offsetof(struct tl_dpdk_conf, tick), .min = 10000,
+		.max = 1000000000ull,
+		.desc = "how often a worker does housekeeping (reassembly expiry, batch flush by age)"},
 	{.name = "log_level", .type = TL_OPT_STRING, .def = "notice",
 		.offset = offsetof(struct tl_dpdk_conf, log_level),
 		.size = sizeof(((struct tl_dpdk_conf *)0)->log_level), .desc = "EAL --log-level"},
@@ -473,10 +474,9 @@ worker_main(void *arg)
 	struct rte_mbuf *pkts[MAX_BURST];
 	const uint16_t burst = (uint16_t)d->conf.burst;
 	const double ns_per_tsc = 1e9 / (double)rte_get_tsc_hz();
-	const uint64_t idle_expire_tsc =
-			(uint64_t)((double)d->conf.idle_expire / ns_per_tsc);
+	const uint64_t tick_tsc = (uint64_t)((double)d->conf.tick / ns_per_tsc);
 	const uint64_t idle_stop_tsc = (uint64_t)((double)wc->idle_stop_ns / ns_per_tsc);
-	uint64_t last_rx = rte_rdtsc(), last_expire = last_rx;
+	uint64_t last_rx = rte_rdtsc(), last_tick = last_rx;
 	uint16_t n;
 
 	TL_INFO("worker lcore %u polls port %u queue %u", rte_lcore_id(), d->port, wc->queue);
@@ -485,11 +485,13 @@ worker_main(void *arg)
 
 		n = rte_eth_rx_burst(d->port, wc->queue, pkts, burst);
 		tsc = rte_rdtsc();
+		/* Housekeeping on a clock, busy or idle: a steady trickle must not hold a
+		 * batch back any more than silence does. One compare per burst. */
+		if (unlikely(tsc - last_tick > tick_tsc)) {
+			tl_pipeline_tick(wc->pw, now_ns(tsc, ns_per_tsc));
+			last_tick = tsc;
+		}
 		if (unlikely(n == 0)) {
-			if (tsc - last_expire > idle_expire_tsc) {
-				tl_pipeline_expire(wc->pw, now_ns(tsc, ns_per_tsc));
-				last_expire = tsc;
-			}
 			if (wc->expect && idle_stop_tsc && tsc - last_rx > idle_stop_tsc) {
 				TL_WARN("queue %u: %" PRIu64 " of %" PRIu64
 					" expected frames arrived; giving up after idle timeout",
@@ -512,8 +514,9 @@ worker_main(void *arg)
 		process_burst(wc, pkts, n, now_ns(rte_rdtsc(), ns_per_tsc));
 		wc->received += n;
 	}
-	/* Datagrams still missing fragments can never complete now: count them. */
-	tl_pipeline_expire(wc->pw, UINT64_MAX);
+	/* Datagrams still missing fragments can never complete now: count them; and
+	 * whatever the sink still holds goes out. */
+	tl_pipeline_tick(wc->pw, UINT64_MAX);
 	return 0;
 }
 

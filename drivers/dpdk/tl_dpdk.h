@@ -39,7 +39,7 @@ struct tl_dpdk_conf {
 	uint64_t mbuf_cache;                     /**< per-lcore mempool cache */
 	uint64_t rx_desc;                        /**< RX descriptors per queue */
 	uint64_t burst;                          /**< rx_burst size */
-	uint64_t idle_expire;                    /**< expire reassembly when idle this long */
+	uint64_t tick;                           /**< housekeeping interval (ns) */
 	char log_level[32];                      /**< EAL --log-level */
 	char eal_args[TL_DPDK_MAX_EAL_ARGS][128];/**< anything else for the EAL, verbatim */
 	uint32_t n_eal_args;

@@ -39,7 +39,7 @@ base_conf(struct tl_dpdk_conf *c)
 	c->mbuf_cache = 64;
 	c->rx_desc = 512;
 	c->burst = 32;
-	c->idle_expire = 10000000;
+	c->tick = 1000000;
 	snprintf(c->log_level, sizeof(c->log_level), "error");
 }
 

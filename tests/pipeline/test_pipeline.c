@@ -267,6 +267,53 @@ test_pipeline_fragments_reassembled_then_parsed(void **state)
 	tl_pipeline_worker_fini(&w);
 }
 
+struct ticks {
+	unsigned n;
+	uint64_t last;
+};
+
+static void
+count_tick(void *arg, uint64_t now)
+{
+	struct ticks *t = arg;
+
+	t->n++;
+	t->last = now;
+}
+
+static void
+test_pipeline_tick_expires_then_reaches_sink(void **state)
+{
+	static struct tl_pipeline_worker w;
+	static uint8_t udp[4096], frame[2000];
+	struct ticks t = {0};
+	uint16_t port = 5170;
+	uint32_t n;
+
+	(void)state;
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, &port, 1, NULL, &t), 0);
+	tl_pipeline_tick(&w, 5); /* no tick callback yet: only expiry */
+	assert_int_equal(t.n, 0);
+	tl_pipeline_set_tick(&w, count_tick);
+	n = udp_datagram(udp, 5170, EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK
+			"\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK
+			"\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK
+			"\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK "\n" EV_OK);
+	assert_true(n > 1480);
+	/* first fragment only: still in progress */
+	tl_pipeline_rx(&w, frame, ipv4_frame(frame, udp, 1480, 77, 0, true), 0, 100);
+	tl_pipeline_tick(&w, 200);
+	assert_int_equal(t.n, 1);
+	assert_int_equal(t.last, 200);
+	assert_int_equal(w.cnt.reason[TL_REASON_FRAG_TIMEOUT], 0);
+	tl_pipeline_tick(&w, 100 + conf.reasm.timeout_ns + 1);
+	assert_int_equal(w.cnt.reason[TL_REASON_FRAG_TIMEOUT], 1);
+	tl_pipeline_tick(&w, UINT64_MAX); /* shutdown: the sink is told to flush everything */
+	assert_int_equal(t.n, 3);
+	assert_true(t.last == UINT64_MAX);
+	tl_pipeline_worker_fini(&w);
+}
+
 static void
 test_pipeline_counters_add_and_print_every_reason(void **state)
 {
@@ -311,6 +358,7 @@ main(void)
 		cmocka_unit_test(test_pipeline_other_port_ignored_not_parsed),
 		cmocka_unit_test(test_pipeline_bad_udp_checksum_counted_no_events),
 		cmocka_unit_test(test_pipeline_fragments_reassembled_then_parsed),
+		cmocka_unit_test(test_pipeline_tick_expires_then_reaches_sink),
 		cmocka_unit_test(test_pipeline_counters_add_and_print_every_reason),
 	};
 
