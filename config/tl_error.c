@@ -15,6 +15,8 @@ static const char *const tl_error_text[] = {
 	[TL_E_NODEV - TL_E_FIRST] = "capture device not found",
 	[TL_E_PCAP - TL_E_FIRST] = "capture file unreadable",
 	[TL_E_DATA - TL_E_FIRST] = "generator data missing",
+	[TL_E_SPOOL - TL_E_FIRST] = "spool (LMDB) failure",
+	[TL_E_SPOOL_CORRUPT - TL_E_FIRST] = "spool environment damaged",
 };
 
 const char *

@@ -29,6 +29,8 @@ enum tl_error {
 	TL_E_NODEV,                 /**< capture device missing */
 	TL_E_PCAP,                  /**< capture file unreadable or malformed */
 	TL_E_DATA,                  /**< generator input data missing or unusable */
+	TL_E_SPOOL,                 /**< LMDB spool failure (details logged) */
+	TL_E_SPOOL_CORRUPT,         /**< LMDB spool environment damaged: move it aside */
 	TL_E_LAST,
 };
 
