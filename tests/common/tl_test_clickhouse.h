@@ -52,6 +52,31 @@ tl_test_ch_start(struct tl_test_ch *ch)
 	return tl_test_ch_run_script(ch, "start", ch->url, sizeof(ch->url));
 }
 
+/**
+ * Start a server in a new temporary folder with @p users_xml as its users.xml (the
+ * script keeps a users.xml it finds), e.g. to add users with passwords.
+ * @return 0, or -1.
+ */
+static inline int
+tl_test_ch_start_users(struct tl_test_ch *ch, const char *users_xml)
+{
+	char path[320];
+	FILE *f;
+	int ok;
+
+	snprintf(ch->dir, sizeof(ch->dir), "/tmp/tapline-ch.XXXXXX");
+	if (mkdtemp(ch->dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/users.xml", ch->dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	ok = fputs(users_xml, f) >= 0;
+	if (fclose(f) != 0 || !ok)
+		return -1;
+	return tl_test_ch_run_script(ch, "start", ch->url, sizeof(ch->url));
+}
+
 /** Start the server again on the same folder and port (after tl_test_ch_stop). */
 static inline int
 tl_test_ch_restart(struct tl_test_ch *ch)
