@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * DDL generation. The column list comes from the encoder so the two cannot drift; this
+ * file only formats statements and compares the server's columns with the encoder's.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tl_ddl.h"
+#include "tl_encode.h"
+#include "tl_error.h"
+
+/* Statement builder: like snprintf, remembers whether anything did not fit. */
+struct sb {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool full;
+};
+
+static void
+sb_init(struct sb *b, char *buf, size_t cap)
+{
+	b->buf = buf;
+	b->cap = cap;
+	b->len = 0;
+	b->full = cap == 0;
+	if (cap)
+		buf[0] = '\0';
+}
+
+__attribute__((format(printf, 2, 3))) static void
+sb_add(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len) {
+		b->full = true;
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+static int
+sb_done(const struct sb *b)
+{
+	return b->full ? -ENOSPC : (int)b->len;
+}
+
+/* Callers validated t; never NULL for the compiler's sake either. */
+static const char *
+tname(enum tl_batch_table t)
+{
+	const char *n = tl_batch_table_name((unsigned)t);
+
+	return n ? n : "?";
+}
+
+int
+tl_ddl_ident_valid(const char *name)
+{
+	size_t n;
+
+	if (name == NULL || name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
+		return 0;
+	for (n = 0; name[n]; n++) {
+		char c = name[n];
+
+		if (n >= TL_DDL_IDENT_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		            c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Column names come from the schema ([a-z_][a-z0-9_]*, checked by the schema compiler)
+ * and from tapline's fixed list; checked again here since they are spliced into SQL. */
+static int
+col_ident_valid(const char *name)
+{
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		            (*p >= '0' && *p <= '9') || *p == '_'))
+			return 0;
+	return name[0] != '\0';
+}
+
+/* The encoder's columns of table t, validated; *cols is the caller's to free. */
+static int
+get_cols(const struct tl_schema *s, enum tl_batch_table t, struct tl_encode_col **cols, uint32_t *n)
+{
+	int rc;
+
+	*cols = NULL;
+	if ((unsigned)t >= TL_BATCH_TABLE_MAX || (s == NULL && t != TL_BATCH_DEAD_LETTER))
+		return -EINVAL;
+	*cols = calloc(TL_ENCODE_MAX_COLS, sizeof(**cols));
+	if (*cols == NULL)
+		return -ENOMEM;
+	rc = tl_encode_columns(s, t, *cols, TL_ENCODE_MAX_COLS, n);
+	if (rc == 0)
+		for (uint32_t i = 0; i < *n; i++)
+			if (!col_ident_valid((*cols)[i].name))
+				rc = TL_E_SCHEMA;
+	if (rc) {
+		free(*cols);
+		*cols = NULL;
+	}
+	return rc;
+}
+
+int
+tl_ddl_create_database(const char *db, char *buf, size_t cap)
+{
+	struct sb b;
+
+	if (!tl_ddl_ident_valid(db))
+		return -EINVAL;
+	sb_init(&b, buf, cap);
+	sb_add(&b, "CREATE DATABASE IF NOT EXISTS `%s`", db);
+	return sb_done(&b);
+}
+
+int
+tl_ddl_create_table(
+        const struct tl_schema *s, enum tl_batch_table t, const char *db, char *buf, size_t cap)
+{
+	struct tl_encode_col *cols;
+	const struct tl_col_def *tc, *ic;
+	const char *time;
+	struct sb b;
+	uint32_t n;
+	int rc;
+
+	if (!tl_ddl_ident_valid(db))
+		return -EINVAL;
+	if ((rc = get_cols(s, t, &cols, &n)))
+		return rc;
+	sb_init(&b, buf, cap);
+	sb_add(&b, "CREATE TABLE IF NOT EXISTS `%s`.`%s` (\n", db, tname(t));
+	for (uint32_t i = 0; i < n; i++)
+		sb_add(&b, "\t`%s` %s%s\n", cols[i].name, cols[i].type, i + 1 < n ? "," : "");
+	sb_add(&b, ") ENGINE = MergeTree()");
+	if (t == TL_BATCH_DEAD_LETTER) {
+		sb_add(&b,
+		        " PARTITION BY toYYYYMMDD(`ingestion_time`) ORDER BY (`ingestion_time`)");
+	} else {
+		/* Sorting and partition keys cannot be Nullable. */
+		tc = tl_schema_col(s, (uint32_t)tl_schema_time_col(s));
+		ic = tl_schema_col(s, (uint32_t)tl_schema_id_col(s));
+		time = tc->required ? tc->name : "ingestion_time";
+		sb_add(&b, " PARTITION BY toYYYYMMDD(`%s`) ORDER BY (`%s`, ", time, time);
+		if (ic->required)
+			sb_add(&b, "`%s`)", ic->name);
+		else
+			sb_add(&b, "assumeNotNull(`%s`))", ic->name);
+	}
+	free(cols);
+	return sb_done(&b);
+}
+
+static void
+add_col_list(struct sb *b, const struct tl_encode_col *cols, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		sb_add(b, "%s`%s`", i ? ", " : "", cols[i].name);
+}
+
+int
+tl_ddl_insert_columns(const struct tl_schema *s, enum tl_batch_table t, char *buf, size_t cap)
+{
+	struct tl_encode_col *cols;
+	struct sb b;
+	uint32_t n;
+	int rc;
+
+	if ((rc = get_cols(s, t, &cols, &n)))
+		return rc;
+	sb_init(&b, buf, cap);
+	add_col_list(&b, cols, n);
+	free(cols);
+	return sb_done(&b);
+}
+
+int
+tl_ddl_insert(
+        const struct tl_schema *s, enum tl_batch_table t, const char *db, char *buf, size_t cap)
+{
+	struct tl_encode_col *cols;
+	struct sb b;
+	uint32_t n;
+	int rc;
+
+	if (!tl_ddl_ident_valid(db))
+		return -EINVAL;
+	if ((rc = get_cols(s, t, &cols, &n)))
+		return rc;
+	sb_init(&b, buf, cap);
+	sb_add(&b, "INSERT INTO `%s`.`%s` (", db, tname(t));
+	add_col_list(&b, cols, n);
+	sb_add(&b, ") FORMAT RowBinary");
+	free(cols);
+	return sb_done(&b);
+}
+
+int
+tl_ddl_columns_query(enum tl_batch_table t, const char *db, char *buf, size_t cap)
+{
+	struct sb b;
+
+	if (!tl_ddl_ident_valid(db) || (unsigned)t >= TL_BATCH_TABLE_MAX)
+		return -EINVAL;
+	sb_init(&b, buf, cap);
+	/* Both names are [A-Za-z0-9_]: safe inside quotes. */
+	sb_add(&b,
+	        "SELECT name, type FROM system.columns WHERE database = '%s' AND table = '%s' "
+	        "FORMAT TabSeparated",
+	        db, tname(t));
+	return sb_done(&b);
+}
+
+/* ---- ALTER ---- */
+
+/* Decode one TSV field [p, end) into out (cap bytes, NUL-terminated). -1 if too long
+ * or a bad escape. */
+static int
+tsv_field(const char *p, const char *end, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; p < end; p++) {
+		char c = *p;
+
+		if (c == '\\') {
+			if (++p == end)
+				return -1;
+			switch (*p) {
+			case 't':
+				c = '\t';
+				break;
+			case 'n':
+				c = '\n';
+				break;
+			case 'r':
+				c = '\r';
+				break;
+			case 'b':
+				c = '\b';
+				break;
+			case 'f':
+				c = '\f';
+				break;
+			case '0':
+				c = '\0';
+				break;
+			case '\\':
+				c = '\\';
+				break;
+			case '\'':
+				c = '\'';
+				break;
+			default:
+				return -1;
+			}
+		}
+		if (n + 1 >= cap)
+			return -1;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* Strip what RowBinary does not see: LowCardinality(T) -> T, DateTime('tz') -> DateTime,
+ * inside Nullable(...) too. Writes the normalised type of t[0, len) and a NUL into out;
+ * returns its length, or -1 if it does not fit (such a type matches nothing we write). */
+static int
+norm_type(const char *t, size_t len, char *out, size_t cap)
+{
+	static const char lc[] = "LowCardinality(", nl[] = "Nullable(", dt[] = "DateTime(";
+	int n;
+
+	if (len > sizeof(lc) && memcmp(t, lc, sizeof(lc) - 1) == 0 && t[len - 1] == ')')
+		return norm_type(t + sizeof(lc) - 1, len - sizeof(lc), out, cap);
+	if (len > sizeof(nl) && memcmp(t, nl, sizeof(nl) - 1) == 0 && t[len - 1] == ')') {
+		if (cap < sizeof(nl) + 1)
+			return -1;
+		memcpy(out, nl, sizeof(nl) - 1);
+		n = norm_type(t + sizeof(nl) - 1, len - sizeof(nl), out + sizeof(nl) - 1,
+		        cap - sizeof(nl));
+		if (n < 0)
+			return -1;
+		out[sizeof(nl) - 1 + (size_t)n] = ')';
+		out[sizeof(nl) + (size_t)n] = '\0';
+		return (int)sizeof(nl) + n;
+	}
+	if (len > sizeof(dt) && memcmp(t, dt, sizeof(dt) - 1) == 0 && t[len - 1] == ')') {
+		t = "DateTime";
+		len = 8;
+	}
+	if (len + 1 > cap)
+		return -1;
+	memcpy(out, t, len);
+	out[len] = '\0';
+	return (int)len;
+}
+
+static int
+types_compatible(const char *want, const char *have)
+{
+	char a[128], b[128];
+
+	if (strcmp(want, have) == 0)
+		return 1;
+	return norm_type(want, strlen(want), a, sizeof(a)) >= 0 &&
+	       norm_type(have, strlen(have), b, sizeof(b)) >= 0 && strcmp(a, b) == 0;
+}
+
+static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void
+set_msg(char *msg, size_t msglen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (msg == NULL || msglen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, msglen, fmt, ap);
+	va_end(ap);
+}
+
+int
+tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *db, const char *reply,
+        size_t reply_len, char *buf, size_t cap, char *msg, size_t msglen)
+{
+	struct tl_encode_col *cols;
+	const char *p = reply, *end = reply ? reply + reply_len : reply;
+	bool *have = NULL;
+	uint32_t n, n_server = 0, n_add = 0;
+	struct sb b;
+	int rc;
+
+	if (msg && msglen)
+		msg[0] = '\0';
+	if (cap)
+		buf[0] = '\0';
+	if (!tl_ddl_ident_valid(db) || (reply == NULL && reply_len > 0))
+		return -EINVAL;
+	if ((rc = get_cols(s, t, &cols, &n)))
+		return rc;
+	have = calloc(n, sizeof(*have));
+	if (have == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		const char *tab = memchr(p, '\t', (size_t)(le - p));
+		char name[256], type[256];
+
+		if (le == p) { /* empty line (a trailing one) */
+			p = le + 1;
+			continue;
+		}
+		if (tab == NULL || memchr(tab + 1, '\t', (size_t)(le - tab - 1)) != NULL ||
+		        tsv_field(p, tab, name, sizeof(name)) != 0 ||
+		        tsv_field(tab + 1, le, type, sizeof(type)) != 0) {
+			set_msg(msg, msglen, "unexpected line in the server's column list: '%.*s'",
+			        (int)(le - p > 80 ? 80 : le - p), p);
+			rc = -EBADMSG;
+			goto out;
+		}
+		n_server++;
+		for (uint32_t i = 0; i < n; i++) {
+			if (strcmp(cols[i].name, name) != 0)
+				continue;
+			if (!types_compatible(cols[i].type, type)) {
+				set_msg(msg, msglen,
+				        "column `%s` of `%s`.`%s` has type %s on the server, the "
+				        "profile needs %s",
+				        name, db, tname(t), type, cols[i].type);
+				rc = TL_E_SCHEMA;
+				goto out;
+			}
+			have[i] = true;
+		}
+		p = nl ? nl + 1 : end;
+	}
+	if (n_server == 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	sb_init(&b, buf, cap);
+	for (uint32_t i = 0; i < n; i++) {
+		if (have[i])
+			continue;
+		if (n_add++ == 0)
+			sb_add(&b, "ALTER TABLE `%s`.`%s`", db, tname(t));
+		sb_add(&b, "%s ADD COLUMN `%s` %s", n_add > 1 ? "," : "", cols[i].name,
+		        cols[i].type);
+	}
+	rc = sb_done(&b);
+out:
+	free(have);
+	free(cols);
+	return rc;
+}
