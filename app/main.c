@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
 	{"run", tl_cmd_run, "capture telemetry and run the pipeline"},
 	{"config", tl_cmd_config, "check or show a profile (config check|show FILE)"},
+	{"schema", tl_cmd_schema, "print the ClickHouse DDL of the profile's tables (schema ddl)"},
 	{"gen", tl_cmd_gen, "generate realistic telemetry: send over UDP or write pcap"},
 	{"bench", tl_cmd_bench, "measure extraction throughput (prints figure lines)"},
 };

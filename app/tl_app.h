@@ -13,6 +13,9 @@
 #include "tl_metrics.h"
 #include "tl_pipeline.h"
 #include "tl_schema.h"
+#include "tl_ch.h"
+#include "tl_sink.h"
+#include "tl_spool.h"
 
 struct tl_app_config {
 	char name[64];
@@ -20,6 +23,10 @@ struct tl_app_config {
 	struct tl_capture_conf capture;
 	struct tl_pipeline_conf pipeline;
 	struct tl_schema_def schema;
+	char appliance_id[128];
+	struct tl_batch_conf batch;
+	struct tl_spool_conf spool;
+	struct tl_uplink_conf uplink;
 	struct tl_metrics_conf metrics;
 };
 

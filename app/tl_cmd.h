@@ -21,6 +21,9 @@ int tl_cmd_run(int argc, char **argv);
 /** `tapline config check|show FILE` (app/cmd_config.c). */
 int tl_cmd_config(int argc, char **argv);
 
+/** `tapline schema ddl`: the ClickHouse DDL of the profile's tables (app/cmd_schema.c). */
+int tl_cmd_schema(int argc, char **argv);
+
 /** `tapline bench`: throughput figures (app/cmd_bench.c). */
 int tl_cmd_bench(int argc, char **argv);
 

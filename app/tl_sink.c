@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#include "tl_log.h"
+#include "tl_sink.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+const struct tl_opt tl_batch_opts[] = {
+	{.name = "rows", .type = TL_OPT_UINT, .def = "4096",
+		.offset = offsetof(struct tl_batch_conf, rows), .min = 1, .max = TL_BATCH_MAX_ROWS,
+		.desc = "a worker seals a batch at this many rows"},
+	{.name = "bytes", .type = TL_OPT_SIZE, .def = "1MiB",
+		.offset = offsetof(struct tl_batch_conf, bytes), .min = 4096, .max = 64ull << 20,
+		.desc = "... or at this many uncompressed row bytes"},
+	{.name = "delay", .type = TL_OPT_DURATION, .def = "200ms",
+		.offset = offsetof(struct tl_batch_conf, delay_ns), .min = 1000000,
+		.max = 60000000000ull, .desc = "... or when its first row is this old"},
+	{.name = "gzip_level", .type = TL_OPT_UINT, .def = "1",
+		.offset = offsetof(struct tl_batch_conf, gzip_level), .min = 0, .max = 12,
+		.desc = "compression of spooled batches (0: none; 1 fastest ... 12 smallest)"},
+	{.name = NULL},
+};
+
+static int64_t
+wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int
+tl_sink_init(struct tl_sink *s, const struct tl_schema *schema, const struct tl_batch_conf *conf,
+		const char *appliance, struct tl_spool *spool, unsigned producer,
+		uint64_t spool_buffer_size)
+{
+	struct tl_encode_conf ec = {
+		.appliance_id = appliance,
+		.producer = (uint16_t)producer,
+		.batch_rows = (uint32_t)conf->rows,
+		.batch_bytes = (uint32_t)conf->bytes,
+		.gzip_level = (int)conf->gzip_level,
+	};
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->spool = spool;
+	s->producer = producer;
+	s->delay_ns = conf->delay_ns;
+	s->wall_ns = wall_now();
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		rc = tl_encoder_create(schema, (enum tl_batch_table)t, &ec, &s->enc[t]);
+		if (rc < 0)
+			goto fail;
+		if (tl_encode_seal_max(s->enc[t]) > spool_buffer_size) {
+			TL_ERR("spool.buffer_size %llu is smaller than the largest %s batch (%zu "
+			       "bytes): raise spool.buffer_size or lower batch.bytes / batch.rows",
+					(unsigned long long)spool_buffer_size,
+					tl_batch_table_name((enum tl_batch_table)t),
+					tl_encode_seal_max(s->enc[t]));
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	tl_sink_fini(s);
+	return rc;
+}
+
+void
+tl_sink_fini(struct tl_sink *s)
+{
+	if (s == NULL)
+		return;
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		tl_encoder_free(s->enc[t]);
+		s->enc[t] = NULL;
+	}
+}
+
+/* Hand the pending batch of table @p t to the spool. Returns 0, or -EAGAIN if the spool
+ * cannot take it now (the batch stays pending). */
+static int
+seal(struct tl_sink *s, enum tl_batch_table t)
+{
+	struct tl_spool_buf *buf = tl_spool_buf_get(s->spool, s->producer);
+	struct tl_batch_hdr h;
+	size_t len;
+	int rc;
+
+	if (unlikely(buf == NULL)) {
+		s->cnt.spool_refused++;
+		s->blocked[t] = 1;
+		return -EAGAIN;
+	}
+	rc = tl_encode_seal(s->enc[t], buf->data, buf->cap, &len);
+	if (unlikely(rc < 0)) {
+		tl_spool_buf_release(s->spool, s->producer, buf);
+		if (rc == -ENODATA)
+			return 0;
+		s->cnt.encode_errors++;
+		return rc;
+	}
+	buf->len = (uint32_t)len;
+	tl_batch_hdr_read(buf->data, &h);
+	buf->user = (uint64_t)h.rows << 8 | (uint64_t)t; /* for the commit callback */
+	rc = tl_spool_buf_put(s->spool, s->producer, buf);
+	if (unlikely(rc < 0)) {
+		/* Full under the backpressure policy: in raw mode nobody can be pushed back
+		 * on, so the sealed rows are dropped, and counted. */
+		s->cnt.spool_refused++;
+		s->cnt.dropped_rows[t] += h.rows;
+		tl_spool_buf_release(s->spool, s->producer, buf);
+		s->blocked[t] = 0;
+		return 0;
+	}
+	s->cnt.batches[t]++;
+	s->blocked[t] = 0;
+	return 0;
+}
+
+void
+tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
+{
+	struct tl_sink *s = arg;
+	enum tl_batch_table t = tl_encode_table_for(ev, verdict);
+	int rc;
+
+	if (unlikely(s->blocked[t]) && seal(s, t) < 0) {
+		s->cnt.dropped_rows[t]++;
+		return;
+	}
+	if (tl_encode_pending(s->enc[t]) == 0)
+		s->first_mono[t] = s->mono_ns;
+	rc = verdict == TL_REASON_OK ? tl_encode_event(s->enc[t], ev, s->wall_ns)
+				     : tl_encode_reject(s->enc[t], ev, verdict, s->wall_ns);
+	if (unlikely(rc == -ENOBUFS)) {
+		/* The row does not fit what is left: seal, then it goes first in the next. */
+		if (seal(s, t) < 0) {
+			s->cnt.dropped_rows[t]++;
+			return;
+		}
+		s->first_mono[t] = s->mono_ns;
+		rc = verdict == TL_REASON_OK ? tl_encode_event(s->enc[t], ev, s->wall_ns)
+					     : tl_encode_reject(s->enc[t], ev, verdict, s->wall_ns);
+	}
+	if (unlikely(rc < 0)) {
+		s->cnt.encode_errors++;
+		return;
+	}
+	s->cnt.rows[t]++;
+	if (rc == 1)
+		seal(s, t);
+}
+
+void
+tl_sink_tick(void *arg, uint64_t now_ns)
+{
+	struct tl_sink *s = arg;
+
+	s->wall_ns = wall_now();
+	if (now_ns != UINT64_MAX)
+		s->mono_ns = now_ns;
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		if (tl_encode_pending(s->enc[t]) == 0)
+			continue;
+		if (now_ns == UINT64_MAX || s->blocked[t] ||
+				now_ns - s->first_mono[t] >= s->delay_ns)
+			seal(s, (enum tl_batch_table)t);
+	}
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/**
+ * @file
+ * The spool sink: what a worker does with each event the pipeline hands it. Accepted
+ * events are encoded into ClickHouse rows for sink_output or error_events, rejected ones
+ * into dead_letter rows (reason and raw bytes); a batch is sealed into a spool buffer when
+ * it is full (rows or bytes) or when its first row is `batch.delay` old, and handed to
+ * the spool's writer, which commits it durably.
+ *
+ * Runs on the worker: no locks, no allocation, no syscalls per event (the wall clock for
+ * ingestion_time is refreshed by the tick, 1 ms resolution). When the spool cannot take
+ * a batch (its buffers all wait for commits, or it is full under the backpressure
+ * policy), the batch stays pending and new rows for that table are dropped and counted
+ * until it can be handed over: raw mode has no one to push back on.
+ */
+#ifndef TL_SINK_H
+#define TL_SINK_H
+
+#include <stdint.h>
+
+#include "tl_batch.h"
+#include "tl_encode.h"
+#include "tl_event.h"
+#include "tl_opt.h"
+#include "tl_reason.h"
+#include "tl_spool.h"
+
+/** The `batch:` section of a profile. */
+struct tl_batch_conf {
+	uint64_t rows;       /**< a batch is sealed at this many rows */
+	uint64_t bytes;      /**< ... or this many uncompressed body bytes */
+	uint64_t delay_ns;   /**< ... or when its first row is this old */
+	uint64_t gzip_level; /**< 0: store bodies uncompressed; 1..12 libdeflate level */
+};
+
+extern const struct tl_opt tl_batch_opts[];
+
+/** Per-worker sink counters (single writer: the worker). */
+struct tl_sink_counters {
+	uint64_t rows[TL_BATCH_TABLE_MAX];         /**< rows encoded, by table */
+	uint64_t batches[TL_BATCH_TABLE_MAX];      /**< batches handed to the spool */
+	uint64_t dropped_rows[TL_BATCH_TABLE_MAX]; /**< rows dropped: spool could not take more */
+	uint64_t spool_refused;                    /**< hand-overs refused (full or no buffer) */
+	uint64_t encode_errors;                    /**< rows the encoder could not write */
+};
+
+struct tl_sink {
+	struct tl_spool *spool;
+	unsigned producer;
+	uint64_t delay_ns;
+	int64_t wall_ns;                            /**< CLOCK_REALTIME, refreshed per tick */
+	uint64_t first_mono[TL_BATCH_TABLE_MAX];    /**< when the pending batch got a row */
+	uint8_t blocked[TL_BATCH_TABLE_MAX];        /**< a full batch waits for a buffer */
+	struct tl_encoder *enc[TL_BATCH_TABLE_MAX];
+	struct tl_sink_counters cnt;
+	uint64_t mono_ns;                           /**< the worker's clock at the last tick */
+} __attribute__((aligned(64)));
+
+/**
+ * Set up a worker's sink.
+ * @param s         the sink (caller's storage, e.g. next to the pipeline worker).
+ * @param schema    compiled schema; must outlive the sink.
+ * @param conf      batch settings.
+ * @param appliance appliance id written into every row.
+ * @param spool     the open spool; @p producer is this worker's producer index.
+ * @return 0; -EINVAL (the spool's buffer_size is smaller than the largest sealed batch:
+ *         the message says what to set); -ENOMEM; the encoder's errors.
+ */
+int tl_sink_init(struct tl_sink *s, const struct tl_schema *schema,
+		const struct tl_batch_conf *conf, const char *appliance, struct tl_spool *spool,
+		unsigned producer, uint64_t spool_buffer_size);
+
+/** Free the encoders (pending rows are lost: tick with UINT64_MAX first). NULL-safe. */
+void tl_sink_fini(struct tl_sink *s);
+
+/** A tl_event_sink_fn; @p arg is a struct tl_sink. */
+void tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict);
+
+/** A tl_sink_tick_fn: seal batches by age; UINT64_MAX seals everything pending. */
+void tl_sink_tick(void *arg, uint64_t now_ns);
+
+#endif
