@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_malloc.h>
 
@@ -19,6 +20,8 @@
 #include "tl_log.h"
 #include "tl_metrics.h"
 #include "tl_opt.h"
+#include "tl_sink.h"
+#include "tl_uplink.h"
 
 #define MAX_PCAP_FILES 16
 
@@ -44,12 +47,17 @@ run_usage(FILE *f)
 		"      --pcap FILE[,FILE]   replay capture files through DPDK net_pcap, one RX\n"
 		"                           queue and worker per file (replaces capture.dpdk.vdevs)\n"
 		"      --once               with --pcap: exit when every file is consumed and every\n"
-		"                           event has left the pipeline\n"
+		"                           event is delivered to ClickHouse (or quarantined)\n"
 		"      --idle-timeout DUR   with --once: give up if frames stop arriving (default 10s)\n"
 		"      --vdev ARGS          a DPDK virtual device (repeatable; replaces the profile's)\n"
 		"      --workers N          RX queues / worker lcores (overrides capture.workers)\n"
 		"      --no-huge            run DPDK without hugepages\n"
 		"      --dump-events PREFIX write every event as canonical JSON to PREFIX.<worker>\n"
+		"      --clickhouse URL     deliver to this ClickHouse (overrides uplink.url), e.g.\n"
+		"                           http://127.0.0.1:8123/?database=telemetry\n"
+		"      --spool DIR          the spool's folder (overrides spool.path)\n"
+		"      --no-uplink          spool only; deliver nothing (replay tests, staging)\n"
+		"      --deliver-timeout D  with --once: longest wait for delivery (default 300s)\n"
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
 		"\n"
@@ -83,6 +91,33 @@ count_frames(const char *path, uint64_t *n)
 	return 0;
 }
 
+/* Where a worker's events go: the spool sink, and an optional dump beside it. */
+struct worker_out {
+	struct tl_sink sink;
+	struct tl_dump *dump;
+	bool spooling;
+} __attribute__((aligned(64)));
+
+static void
+out_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
+{
+	struct worker_out *w = arg;
+
+	if (w->dump)
+		tl_dump_event(w->dump, ev, verdict);
+	if (w->spooling)
+		tl_sink_event(&w->sink, ev, verdict);
+}
+
+static void
+out_tick(void *arg, uint64_t now_ns)
+{
+	struct worker_out *w = arg;
+
+	if (w->spooling)
+		tl_sink_tick(&w->sink, now_ns);
+}
+
 /* What a scrape reads: the workers' counters and the NIC's. */
 struct scrape {
 	const struct tl_counters *w[64];
@@ -111,6 +146,10 @@ struct run_opts {
 	uint64_t workers;
 	bool no_huge;
 	const char *dump_prefix;
+	const char *clickhouse;
+	const char *spool_dir;
+	bool no_uplink;
+	uint64_t deliver_timeout;
 };
 
 static int
@@ -125,6 +164,10 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{"workers", required_argument, NULL, 'w'},
 		{"no-huge", no_argument, NULL, 'H'},
 		{"dump-events", required_argument, NULL, 'd'},
+		{"clickhouse", required_argument, NULL, 'C'},
+		{"spool", required_argument, NULL, 'S'},
+		{"no-uplink", no_argument, NULL, 'N'},
+		{"deliver-timeout", required_argument, NULL, 'T'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -133,6 +176,7 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	o->idle_timeout = 10ull * 1000000000ull;
+	o->deliver_timeout = 300ull * 1000000000ull;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -174,6 +218,22 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'd':
 			o->dump_prefix = optarg;
+			break;
+		case 'C':
+			o->clickhouse = optarg;
+			break;
+		case 'S':
+			o->spool_dir = optarg;
+			break;
+		case 'N':
+			o->no_uplink = true;
+			break;
+		case 'T':
+			if (tl_parse_duration(optarg, &o->deliver_timeout) < 0) {
+				fprintf(stderr, "tapline run: --deliver-timeout: '%s' is not a duration\n",
+						optarg);
+				return -EINVAL;
+			}
 			break;
 		case 'v':
 			tl_log_set_level(TL_LOG_DEBUG);
@@ -241,7 +301,9 @@ tl_cmd_run(int argc, char **argv)
 	struct tl_schema *schema = NULL;
 	struct tl_dpdk *dpdk = NULL;
 	struct tl_pipeline_worker *workers = NULL;
-	struct tl_dump *dumps[64] = {0};
+	struct worker_out *outs = NULL;
+	struct tl_spool *spool = NULL;
+	struct tl_uplink *uplink = NULL;
 	struct tl_metrics *metrics = NULL;
 	static struct scrape scrape;
 	struct tl_counters total;
@@ -285,6 +347,8 @@ tl_cmd_run(int argc, char **argv)
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	/* A peer closing an HTTP connection must not kill the appliance. */
+	signal(SIGPIPE, SIG_IGN);
 	rc = tl_dpdk_open(&cfg.capture.dpdk, n_workers, "tapline", &dpdk);
 	if (rc < 0)
 		goto out;
@@ -297,24 +361,54 @@ tl_cmd_run(int argc, char **argv)
 		TL_ERR("cannot allocate %u pipeline workers", n_workers);
 		goto out;
 	}
+	outs = rte_zmalloc_socket("tl_outs", sizeof(*outs) * n_workers, RTE_CACHE_LINE_SIZE,
+			tl_dpdk_socket(dpdk));
+	if (outs == NULL) {
+		TL_ERR("cannot allocate %u worker outputs", n_workers);
+		goto out;
+	}
+	if (o.spool_dir)
+		snprintf(cfg.spool.path, sizeof(cfg.spool.path), "%s", o.spool_dir);
+	rc = tl_spool_open(&cfg.spool, n_workers, 0, NULL, NULL, &spool);
+	if (rc < 0) {
+		TL_ERR("spool %s: %s", cfg.spool.path, tl_strerror(rc));
+		goto out;
+	}
+	if (cfg.appliance_id[0] == '\0' &&
+			gethostname(cfg.appliance_id, sizeof(cfg.appliance_id) - 1) != 0)
+		snprintf(cfg.appliance_id, sizeof(cfg.appliance_id), "tapline");
 	for (n_init = 0; n_init < n_workers; n_init++) {
-		tl_event_sink_fn sink = NULL;
+		struct worker_out *w = &outs[n_init];
 
 		if (o.dump_prefix) {
 			char path[4096];
 
 			snprintf(path, sizeof(path), "%s.%u", o.dump_prefix, n_init);
-			rc = tl_dump_open(path, schema, &dumps[n_init]);
+			rc = tl_dump_open(path, schema, &w->dump);
 			if (rc < 0) {
 				TL_ERR("%s: %s", path, tl_strerror(rc));
 				goto out;
 			}
-			sink = tl_dump_event;
 		}
+		rc = tl_sink_init(&w->sink, schema, &cfg.batch, cfg.appliance_id, spool, n_init,
+				cfg.spool.buffer_size);
+		if (rc < 0)
+			goto out;
+		w->spooling = true;
 		rc = tl_pipeline_worker_init(&workers[n_init], &cfg.pipeline, schema, ports,
-				(unsigned)n_ports, sink, dumps[n_init]);
+				(unsigned)n_ports, out_event, w);
 		if (rc < 0) {
 			TL_ERR("worker %u: %s", n_init, tl_strerror(rc));
+			goto out;
+		}
+		tl_pipeline_set_tick(&workers[n_init], out_tick);
+	}
+	if (!o.no_uplink) {
+		if (o.clickhouse)
+			snprintf(cfg.uplink.url, sizeof(cfg.uplink.url), "%s", o.clickhouse);
+		rc = tl_uplink_start(&cfg.uplink, schema, spool, &uplink);
+		if (rc < 0) {
+			TL_ERR("uplink: %s", tl_strerror(rc));
 			goto out;
 		}
 	}
@@ -338,6 +432,13 @@ tl_cmd_run(int argc, char **argv)
 	if (rc < 0)
 		goto out;
 
+	/* Every worker has sealed what it held; wait for the spool to commit it, and with
+	 * --once for the uplink to deliver it. */
+	rc = tl_spool_flush(spool, 60ull * 1000000000ull);
+	if (rc < 0)
+		TL_ERR("spool: final commit: %s", tl_strerror(rc));
+	if (uplink && o.once && tl_uplink_drain(uplink, o.deliver_timeout) < 0)
+		TL_ERR("uplink: not everything was delivered within --deliver-timeout");
 	memset(&total, 0, sizeof(total));
 	for (unsigned i = 0; i < n_workers; i++)
 		tl_counters_add(&total, &workers[i].cnt);
@@ -346,14 +447,43 @@ tl_cmd_run(int argc, char **argv)
 		" rejected",
 			total.rx_frames, total.events_valid, total.events_error, total.events_rejected);
 	tl_counters_print_figures(stdout, &total);
+	{
+		uint64_t rows[TL_BATCH_TABLE_MAX] = {0}, dropped = 0;
+		struct tl_spool_stats ss;
+		struct tl_uplink_stats us;
+
+		for (unsigned i = 0; i < n_workers; i++)
+			for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+				rows[t] += outs[i].sink.cnt.rows[t];
+				dropped += outs[i].sink.cnt.dropped_rows[t];
+			}
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+			printf("figure spooled_rows_%s %" PRIu64 "\n",
+					tl_batch_table_name((unsigned)t), rows[t]);
+		printf("figure spool_dropped_rows %" PRIu64 "\n", dropped);
+		tl_spool_stats(spool, &ss);
+		printf("figure spool_records %" PRIu64 "\n", ss.records);
+		tl_uplink_stats(uplink, &us);
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+			printf("figure delivered_rows_%s %" PRIu64 "\n",
+					tl_batch_table_name((unsigned)t), us.rows_delivered[t]);
+		printf("figure quarantined_rows %" PRIu64 "\n", us.rows_quarantined);
+		printf("figure uplink_retries %" PRIu64 "\n", us.inserts_retry);
+	}
 	fflush(stdout);
 	exit_code = TL_EXIT_OK;
 out:
-	for (unsigned i = 0; i < n_workers && i < 64; i++) {
-		if (tl_dump_close(dumps[i]) < 0) {
-			TL_ERR("event dump %u could not be written completely", i);
-			exit_code = TL_EXIT_FAIL;
+	tl_uplink_stop(uplink);
+	tl_spool_close(spool);
+	if (outs) {
+		for (unsigned i = 0; i < n_workers; i++) {
+			tl_sink_fini(&outs[i].sink);
+			if (tl_dump_close(outs[i].dump) < 0) {
+				TL_ERR("event dump %u could not be written completely", i);
+				exit_code = TL_EXIT_FAIL;
+			}
 		}
+		rte_free(outs);
 	}
 	tl_metrics_stop(metrics);
 	if (workers) {

@@ -55,7 +55,8 @@ ip netns exec "$txns" ethtool -K tlt$tag tx off >/dev/null
 ulimit -l unlimited 2>/dev/null || true # CAP_IPC_LOCK suffices where the limit is fixed
 ip netns exec "$rxns" "$tapline" run --config "$src/tests/integration/site-afxdp.yaml" \
 	--vdev "net_af_xdp0,iface=tlr$tag,start_queue=0,queue_count=1,busy_budget=0" \
-	--dump-events "$work/dump" > "$work/run.out" 2> "$work/run.err" &
+	--dump-events "$work/dump" --spool "$work/spool" --no-uplink \
+	> "$work/run.out" 2> "$work/run.err" &
 pid=$!
 
 # Wait for the port to come up (the worker logs when it starts polling).

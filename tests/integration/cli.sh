@@ -96,7 +96,7 @@ capture:
 metrics:
   listen: "127.0.0.1:0"
 YAML
-	expect 1 'no DPDK port' -- "$tapline" run --config "$work/nodev.yaml"
+	expect 1 'no DPDK port' -- "$tapline" run --config "$work/nodev.yaml" --spool "$work/spool"
 	expect 2 'x.pcap' -- "$tapline" run --config "$work/nodev.yaml" --pcap "$work/x.pcap" --once
 
 	# net_null delivers zero-filled frames without end: all of them are counted as
@@ -104,7 +104,8 @@ YAML
 	# /metrics and /healthz answer on the loopback port the profile names.
 	mport=$((30000 + RANDOM % 20000))
 	sed "s/127.0.0.1:0/127.0.0.1:$mport/" "$work/nodev.yaml" > "$work/metrics.yaml"
-	"$tapline" run --config "$work/metrics.yaml" --vdev net_null0 > "$work/null.out" 2>&1 &
+	"$tapline" run --config "$work/metrics.yaml" --vdev net_null0 --spool "$work/spool" \
+		--no-uplink > "$work/null.out" 2>&1 &
 	p=$!
 	sleep 3
 	expect 0 '^ok$' -- curl -sf "http://127.0.0.1:$mport/healthz"

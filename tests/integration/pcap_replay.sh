@@ -20,7 +20,7 @@ cat "$work/gen.out"
 
 "$tapline" run --config "$src/tests/integration/site-replay.yaml" \
 	--pcap "$work/cap-0.pcap,$work/cap-1.pcap" --once --idle-timeout 20s \
-	--dump-events "$work/dump" > "$work/run.out"
+	--dump-events "$work/dump" --spool "$work/spool" --no-uplink > "$work/run.out"
 grep -E '^figure (events_|error_events|rejected_|frames|reassembled)' "$work/run.out" | grep -v ' 0$' || true
 
 python3 "$src/tests/integration/compare_events.py" "$work/truth.ndjson" "$work/summary.json" \
