@@ -118,22 +118,124 @@ out_tick(void *arg, uint64_t now_ns)
 		tl_sink_tick(&w->sink, now_ns);
 }
 
-/* What a scrape reads: the workers' counters and the NIC's. */
+/* What a scrape reads: the workers' counters and the NIC's, the sinks, spool, uplink. */
 struct scrape {
 	const struct tl_counters *w[64];
 	unsigned n;
 	struct tl_dpdk *dpdk;
+	const struct worker_out *outs;
+	struct tl_spool *spool;
+	struct tl_uplink *uplink;
 };
+
+/* A log2-bucketed ns histogram as a Prometheus histogram in seconds. */
+static void
+histogram(struct tl_metrics_buf *b, const char *name, const char *help, const uint64_t *bucket,
+		unsigned n)
+{
+	uint64_t cum = 0;
+
+	tl_metrics_family(b, name, "histogram", help);
+	for (unsigned i = 0; i < n; i++) {
+		cum += bucket[i];
+		if (i >= 10) /* below ~1 us nothing is interesting */
+			tl_metrics_printf(b, "%s_bucket{le=\"%.9g\"} %" PRIu64 "\n", name,
+					(double)(2ull << i) * 1e-9, cum);
+	}
+	tl_metrics_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_count %" PRIu64 "\n", name, cum,
+			name, cum);
+}
 
 static void
 collect(void *arg, struct tl_metrics_buf *b)
 {
 	struct scrape *s = arg;
 	struct tl_counters nic;
+	struct tl_spool_stats ss;
+	struct tl_uplink_stats us;
 
 	memset(&nic, 0, sizeof(nic));
 	tl_dpdk_stats(s->dpdk, &nic);
 	tl_metrics_pipeline(b, s->w, s->n, &nic);
+
+	tl_metrics_family(b, "tapline_spooled_rows_total", "counter",
+			"Rows encoded by the workers for the spool, by table.");
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		uint64_t v = 0;
+
+		for (unsigned i = 0; i < s->n; i++)
+			v += __atomic_load_n(&s->outs[i].sink.cnt.rows[t], __ATOMIC_RELAXED);
+		tl_metrics_printf(b, "tapline_spooled_rows_total{table=\"%s\"} %" PRIu64 "\n",
+				tl_batch_table_name((unsigned)t), v);
+	}
+	tl_metrics_family(b, "tapline_sink_dropped_rows_total", "counter",
+			"Rows dropped because the spool could not take their batch, by table.");
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		uint64_t v = 0;
+
+		for (unsigned i = 0; i < s->n; i++)
+			v += __atomic_load_n(&s->outs[i].sink.cnt.dropped_rows[t], __ATOMIC_RELAXED);
+		tl_metrics_printf(b, "tapline_sink_dropped_rows_total{table=\"%s\"} %" PRIu64 "\n",
+				tl_batch_table_name((unsigned)t), v);
+	}
+
+	tl_spool_stats(s->spool, &ss);
+	tl_metrics_family(b, "tapline_spool_records", "gauge", "Batches in the spool, not yet delivered.");
+	tl_metrics_printf(b, "tapline_spool_records %" PRIu64 "\n", ss.records);
+	tl_metrics_family(b, "tapline_spool_bytes", "gauge", "Bytes of those batches.");
+	tl_metrics_printf(b, "tapline_spool_bytes %" PRIu64 "\n", ss.bytes);
+	tl_metrics_family(b, "tapline_spool_oldest_age_seconds", "gauge",
+			"Age of the oldest undelivered batch.");
+	tl_metrics_printf(b, "tapline_spool_oldest_age_seconds %.3f\n", (double)ss.oldest_age_ns * 1e-9);
+	tl_metrics_family(b, "tapline_spool_used_bytes", "gauge", "LMDB pages in use.");
+	tl_metrics_printf(b, "tapline_spool_used_bytes %" PRIu64 "\n", ss.used_bytes);
+	tl_metrics_family(b, "tapline_spool_max_bytes", "gauge", "spool.max_size.");
+	tl_metrics_printf(b, "tapline_spool_max_bytes %" PRIu64 "\n", ss.max_size);
+	tl_metrics_family(b, "tapline_spool_full", "gauge", "1 while the spool is at its high-water mark.");
+	tl_metrics_printf(b, "tapline_spool_full %" PRIu64 "\n", ss.full);
+	tl_metrics_family(b, "tapline_spool_commits_total", "counter", "Durable group commits.");
+	tl_metrics_printf(b, "tapline_spool_commits_total %" PRIu64 "\n", ss.commits);
+	tl_metrics_family(b, "tapline_spool_dropped_total", "counter",
+			"Batches the full policy dropped, by which end.");
+	tl_metrics_printf(b, "tapline_spool_dropped_total{end=\"newest\"} %" PRIu64 "\n", ss.dropped_newest);
+	tl_metrics_printf(b, "tapline_spool_dropped_total{end=\"oldest\"} %" PRIu64 "\n", ss.dropped_oldest);
+	tl_metrics_family(b, "tapline_spool_backpressure_total", "counter",
+			"Hand-overs refused at the high-water mark.");
+	tl_metrics_printf(b, "tapline_spool_backpressure_total %" PRIu64 "\n", ss.backpressure);
+	tl_metrics_family(b, "tapline_spool_quarantined_total", "counter",
+			"Damaged records moved to quarantine.");
+	tl_metrics_printf(b, "tapline_spool_quarantined_total %" PRIu64 "\n", ss.quarantined);
+	histogram(b, "tapline_spool_commit_seconds", "Group commit latency (begin to durable).",
+			ss.commit_ns, TL_SPOOL_HIST);
+
+	if (s->uplink == NULL)
+		return;
+	tl_uplink_stats(s->uplink, &us);
+	tl_metrics_family(b, "tapline_uplink_rows_total", "counter",
+			"Rows ClickHouse confirmed, by table.");
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		tl_metrics_printf(b, "tapline_uplink_rows_total{table=\"%s\"} %" PRIu64 "\n",
+				tl_batch_table_name((unsigned)t), us.rows_delivered[t]);
+	tl_metrics_family(b, "tapline_uplink_inserts_total", "counter", "Inserts by outcome.");
+	tl_metrics_printf(b, "tapline_uplink_inserts_total{outcome=\"ok\"} %" PRIu64 "\n", us.inserts_ok);
+	tl_metrics_printf(b, "tapline_uplink_inserts_total{outcome=\"retry\"} %" PRIu64 "\n",
+			us.inserts_retry);
+	tl_metrics_printf(b, "tapline_uplink_inserts_total{outcome=\"ambiguous\"} %" PRIu64 "\n",
+			us.inserts_ambiguous);
+	tl_metrics_printf(b, "tapline_uplink_inserts_total{outcome=\"rejected\"} %" PRIu64 "\n",
+			us.inserts_rejected);
+	tl_metrics_family(b, "tapline_uplink_in_flight", "gauge", "Inserts in flight.");
+	tl_metrics_printf(b, "tapline_uplink_in_flight %" PRIu64 "\n", us.in_flight);
+	tl_metrics_family(b, "tapline_uplink_connected", "gauge",
+			"1 once the DDL is applied and inserts flow.");
+	tl_metrics_printf(b, "tapline_uplink_connected %" PRIu64 "\n", us.connected);
+	tl_metrics_family(b, "tapline_uplink_quarantined_rows_total", "counter",
+			"Rows ClickHouse refused, quarantined.");
+	tl_metrics_printf(b, "tapline_uplink_quarantined_rows_total %" PRIu64 "\n", us.rows_quarantined);
+	tl_metrics_family(b, "tapline_uplink_bytes_total", "counter", "Body bytes sent.");
+	tl_metrics_printf(b, "tapline_uplink_bytes_total %" PRIu64 "\n", us.bytes_sent);
+	histogram(b, "tapline_uplink_insert_seconds", "Insert latency (submit to answer).",
+			us.latency_ns, 40);
 }
 
 struct run_opts {
@@ -416,6 +518,9 @@ tl_cmd_run(int argc, char **argv)
 	if (cfg.metrics.enabled) {
 		scrape.n = n_workers;
 		scrape.dpdk = dpdk;
+		scrape.outs = outs;
+		scrape.spool = spool;
+		scrape.uplink = uplink;
 		for (unsigned i = 0; i < n_workers; i++)
 			scrape.w[i] = &workers[i].cnt;
 		if (tl_metrics_create(&cfg.metrics, &metrics) < 0 ||
