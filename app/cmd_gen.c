@@ -27,6 +27,7 @@
 #include "tl_error.h"
 #include "tl_opt.h"
 #include "tl_pcapw.h"
+#include "tl_probe.h"
 #include "tl_reason.h"
 
 #ifndef TL_DATA_DIR
@@ -81,6 +82,12 @@ gen_usage(FILE *f)
 	        "      --udp HOST:PORT         send datagrams with a UDP socket; HOST must be\n"
 	        "                              loopback or in 198.18.0.0/15 unless\n"
 	        "      --any-destination       is given\n"
+	        "      --probe URL             with --udp, measure freshness: every --probe-every events\n"
+	        "                              (default 1000) send a probe event and poll this\n"
+	        "                              ClickHouse (URL?database=DB) until it is visible;\n"
+	        "                              prints figure freshness_p50_s/_p95_s/_p99_s\n"
+	        "      --probe-wait SEC        how long to wait for the last probes (default 60)\n"
+	        "      --probe-netns NAME      poll ClickHouse from this network namespace\n"
 	        "      --pcap FILE             write Ethernet frames to FILE (with --shards N:\n"
 	        "                              FILE-0.pcap ... FILE-<N-1>.pcap, split by flow)\n"
 	        "      --shards N              pcap files, 1..64 (default 1)\n"
@@ -107,7 +114,9 @@ gen_usage(FILE *f)
 }
 
 struct gen_opts {
-	const char *data, *udp, *pcap, *truth, *summary;
+	const char *data, *udp, *pcap, *truth, *summary, *probe, *probe_netns;
+	uint64_t probe_every;
+	double probe_wait;
 	uint64_t seed, count, queries, datagram_size, max_event_size, max_string, max_depth;
 	uint64_t id_max_len, shards, port, mtu;
 	double rate, duration, error_share, malformed_share, fault_share, ipv6_share, vlan_share,
@@ -213,6 +222,10 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 		O_DURATION,
 		O_UDP,
 		O_ANY,
+		O_PROBE,
+		O_PROBE_EVERY,
+		O_PROBE_WAIT,
+		O_PROBE_NETNS,
 		O_PCAP,
 		O_SHARDS,
 		O_TRUTH,
@@ -240,6 +253,10 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 	        {"duration", required_argument, NULL, O_DURATION},
 	        {"udp", required_argument, NULL, O_UDP},
 	        {"any-destination", no_argument, NULL, O_ANY},
+	        {"probe", required_argument, NULL, O_PROBE},
+	        {"probe-every", required_argument, NULL, O_PROBE_EVERY},
+	        {"probe-wait", required_argument, NULL, O_PROBE_WAIT},
+	        {"probe-netns", required_argument, NULL, O_PROBE_NETNS},
 	        {"pcap", required_argument, NULL, O_PCAP},
 	        {"shards", required_argument, NULL, O_SHARDS},
 	        {"truth", required_argument, NULL, O_TRUTH},
@@ -290,6 +307,20 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 			break;
 		case O_ANY:
 			o->any_destination = true;
+			break;
+		case O_PROBE:
+			o->probe = optarg;
+			break;
+		case O_PROBE_EVERY:
+			o->probe_every = strtoull(optarg, NULL, 10);
+			if (o->probe_every == 0)
+				rc = -EINVAL;
+			break;
+		case O_PROBE_NETNS:
+			o->probe_netns = optarg;
+			break;
+		case O_PROBE_WAIT:
+			rc = parse_seconds("probe-wait", optarg, &o->probe_wait);
 			break;
 		case O_PCAP:
 			o->pcap = optarg;
@@ -357,6 +388,11 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 	if (optind < argc) {
 		fprintf(stderr, "gen: unexpected argument '%s'\ntry 'tapline gen --help'\n",
 		        argv[optind]);
+		return -EINVAL;
+	}
+	if (o->probe && (o->truth || o->udp == NULL)) {
+		fprintf(stderr, "gen: --probe needs --udp (live load) and no --truth (probes are "
+				"not part of the generated corpus)\n");
 		return -EINVAL;
 	}
 	if (o->udp && o->pcap) {
@@ -679,6 +715,8 @@ int
 tl_cmd_gen(int argc, char **argv)
 {
 	struct gen_opts o = {
+	        .probe_every = 1000,
+	        .probe_wait = 60,
 	        .seed = 1,
 	        .datagram_size = 8192,
 	        .max_event_size = 60 * 1024,
@@ -698,6 +736,7 @@ tl_cmd_gen(int argc, char **argv)
 	struct tl_pcapw_stats pst;
 	bool have_pst = false;
 	struct tl_corpus *corpus = NULL;
+	struct tl_probe *probe = NULL;
 	struct tl_corpus_gen *gen = NULL;
 	struct tl_corpus_conf cc;
 	struct sigaction sa = {.sa_handler = on_stop}, old_int, old_term;
@@ -804,8 +843,32 @@ tl_cmd_gen(int argc, char **argv)
 	s.bucket = (struct bucket){
 	        .rate = o.rate, .burst = o.rate / 50 > 64 ? o.rate / 50 : 64, .last = t0};
 	rc = 0;
+	if (o.probe) {
+		uint64_t max = o.count ? o.count / o.probe_every + 2 : 1u << 20;
+
+		rc = tl_probe_start(o.probe, (uint32_t)(max < (1u << 20) ? max : 1u << 20),
+				o.probe_netns, &probe);
+		if (rc < 0) {
+			fprintf(stderr, "gen: --probe %s: %s\n", o.probe, strerror(-rc));
+			goto out;
+		}
+	}
 	while (!gen_stop && (o.count == 0 || s.events < o.count)) {
 		struct tl_corpus_event ev;
+
+		if (probe && s.events % o.probe_every == 0) {
+			/* A probe is an ordinary valid event: it rides the same datagrams. */
+			static char line[1024];
+			struct tl_corpus_event pe = {.reason = TL_REASON_OK};
+
+			pe.len = tl_probe_make(probe, line, sizeof(line));
+			pe.data = (const uint8_t *)line;
+			pe.seq = s.events;
+			if (pe.len && (rc = add_event(&s, &pe)) != 0)
+				break;
+			if (o.count && s.events >= o.count)
+				break;
+		}
 
 		if (s.deadline > 0 && (s.events & 63) == 0 && now_s() >= s.deadline)
 			break;
@@ -821,6 +884,10 @@ tl_cmd_gen(int argc, char **argv)
 	if (rc == 0)
 		rc = flush_datagram(&s);
 	secs = now_s() - t0;
+	if (probe) {
+		tl_probe_finish(probe, (uint64_t)(o.probe_wait * 1e9), stdout);
+		probe = NULL;
+	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	if (rc)
@@ -859,6 +926,8 @@ tl_cmd_gen(int argc, char **argv)
 	fflush(stdout);
 	exit_code = TL_EXIT_OK;
 out:
+	if (probe)
+		tl_probe_finish(probe, 0, stderr);
 	if (s.truth)
 		fclose(s.truth);
 	tl_pcapw_close(s.pw);

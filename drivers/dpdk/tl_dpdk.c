@@ -556,6 +556,18 @@ tl_dpdk_run(struct tl_dpdk *d, struct tl_pipeline_worker *workers, const uint64_
 		}
 		q++;
 	}
+	/* rte_eal_mp_wait_lcore() spins: on a small appliance that is a whole core taken
+	 * from the spool writer, the uplink and a local ClickHouse. Sleep instead until
+	 * every worker is back in WAIT, then collect them (which no longer spins). */
+	for (;;) {
+		unsigned running = 0;
+
+		RTE_LCORE_FOREACH_WORKER(lcore)
+			running += rte_eal_get_lcore_state(lcore) == RUNNING;
+		if (running == 0)
+			break;
+		usleep(5000);
+	}
 	rte_eal_mp_wait_lcore();
 	return rc ? TL_E_DPDK : 0;
 }
