@@ -12,6 +12,7 @@ static const struct {
 	{"run", tl_cmd_run, "capture telemetry and run the pipeline"},
 	{"config", tl_cmd_config, "check or show a profile (config check|show FILE)"},
 	{"schema", tl_cmd_schema, "print the ClickHouse DDL of the profile's tables (schema ddl)"},
+	{"spool", tl_cmd_spool, "inspect or drain the spool (spool stat|dump|replay)"},
 	{"gen", tl_cmd_gen, "generate realistic telemetry: send over UDP or write pcap"},
 	{"bench", tl_cmd_bench, "measure extraction throughput (prints figure lines)"},
 };

@@ -24,6 +24,9 @@ int tl_cmd_config(int argc, char **argv);
 /** `tapline schema ddl`: the ClickHouse DDL of the profile's tables (app/cmd_schema.c). */
 int tl_cmd_schema(int argc, char **argv);
 
+/** `tapline spool stat|dump|replay`: inspect and drain the LMDB spool (app/cmd_spool.c). */
+int tl_cmd_spool(int argc, char **argv);
+
 /** `tapline bench`: throughput figures (app/cmd_bench.c). */
 int tl_cmd_bench(int argc, char **argv);
 
