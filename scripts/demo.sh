@@ -94,7 +94,7 @@ ip netns exec "$txns" "$tapline" gen --data "$data" --count "$count" --rate "$ra
 	--duration $((secs + 30)) --udp 198.18.0.1:5170 --summary "$work/summary.json" \
 	--probe "${url}?database=telemetry" --probe-every 250 --probe-netns "$rxns" \
 	--probe-wait 30 > "$work/gen.out"
-sed 's/^/demo: gen: /' "$work/gen.out"
+sed 's/^figure /demo: /' "$work/gen.out"
 
 # Let the last batches reach ClickHouse, then stop the appliance cleanly.
 for _ in $(seq 1 100); do
@@ -118,7 +118,6 @@ print(f"demo: sent {want['events_valid'] + want['events_rejected']} events "
 print(f"demo: landed: sink_output {sink} (+ probes), error_events {err} "
       f"(sent {want['error_events']}), dead_letter {dead}")
 PY
-grep -E '^figure freshness' "$work/gen.out" | sed 's/^figure /demo: /'
 echo "demo: events per type per minute:"
 chq "SELECT toStartOfMinute(event_time) AS minute, event_type, count() AS events
      FROM (SELECT event_time, event_type FROM sink_output
