@@ -513,6 +513,7 @@ tl_cmd_run(int argc, char **argv)
 			TL_ERR("uplink: %s", tl_strerror(rc));
 			goto out;
 		}
+		tl_uplink_set_appliance_id(uplink, cfg.appliance_id);
 	}
 
 	if (cfg.metrics.enabled) {

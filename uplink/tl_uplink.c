@@ -11,30 +11,77 @@
 #include <unistd.h>
 
 #include "tl_ddl.h"
+#include "tl_encode.h"
 #include "tl_error.h"
 #include "tl_log.h"
 #include "tl_uplink.h"
 
-#define MAX_KEYS 256               /* spool records coalesced into one INSERT */
-#define INSERT_BYTES (32u << 20)   /* uncompressed RowBinary per INSERT */
+#define MAX_KEYS 256                  /* spool records coalesced into one INSERT */
+#define INSERT_BYTES (32u << 20)      /* uncompressed RowBinary per INSERT */
+#define INSERT_ROWS TL_BATCH_MAX_ROWS /* below max_insert_block_size: one block */
 #define COLS_LEN 16384
+#define MAYBE_DATA_TRIES 3 /* TL_CH_F_MAYBE_DATA retries before it counts as a reject */
+#define STACK_MAX 48       /* bisection depth: log2(TL_BATCH_MAX_ROWS) + 1 suffices */
+#define APPLIANCE_MAX 255
+#define REASON_PREFIX "uplink_rejected: "
+#define PROBE_PREFIX "_tapline_probe_"
+#define SQL_LEN (MAX_KEYS * 22 + 512)
 
 enum slot_state { SLOT_FREE, SLOT_SENT, SLOT_WAIT };
 
+/* What the slot's insert carries. */
+enum slot_mode {
+	MODE_RECORDS, /* records as stored: all of them, or the one of serial mode */
+	MODE_PROBE,   /* bisection: rows [lo, hi) of the source, into the probe table */
+	MODE_GOOD,    /* bisection done: the rows the probes accepted, into the table */
+	MODE_DEAD,    /* the rows refused, as dead_letter rows */
+};
+
+/* The bisection of one record (allocated when it starts: a rare path). */
+struct bisect {
+	uint32_t rec;        /* the record in its slot */
+	uint64_t batch_id;   /* its batch id: in its rows and in the dead_letter rows */
+	bool direct;         /* probes go to the table itself: accepted rows land at once */
+	const uint8_t *src;  /* the rows being bisected: the record's, or own[] */
+	const uint32_t *end; /* their row ends, relative to src */
+	uint32_t n;          /* their count */
+	uint8_t *own;        /* after a fallback to direct: the accepted rows, copied */
+	uint32_t *own_end;
+	uint32_t lo, hi; /* rows of the probe in flight (or waiting) */
+	uint32_t depth;  /* ranges still to probe */
+	uint32_t stack[STACK_MAX][2];
+	uint8_t *good; /* rows the probes accepted, in order */
+	uint32_t *good_end;
+	size_t good_len;
+	uint32_t n_good;
+	uint8_t *dead; /* dead_letter rows of the rows refused */
+	size_t dead_len, dead_cap;
+	uint32_t n_bad;
+	uint64_t landed; /* rows with batch_id already confirmed in the table */
+};
+
 struct slot {
 	enum slot_state state;
+	enum slot_mode mode;
 	enum tl_batch_table table;
 	uint32_t n_keys;
-	int serial;        /* -1: all records at once; else the one record being sent alone */
-	bool check_first;  /* an ambiguous send: ask ClickHouse before sending again */
+	uint32_t n_rows;  /* rows of all its records */
+	int serial;       /* -1: all records at once; else the one record being sent alone */
+	bool check_first; /* ask ClickHouse what landed before sending (again) */
 	unsigned attempt;
+	unsigned maybe_data; /* consecutive retries flagged TL_CH_F_MAYBE_DATA */
 	uint64_t due_ns;
 	uint64_t keys[MAX_KEYS];
 	uint64_t ids[MAX_KEYS];
 	uint32_t rows[MAX_KEYS];
-	uint32_t off[MAX_KEYS + 1]; /* record boundaries in body */
+	bool partial[MAX_KEYS];        /* some of its rows are in ClickHouse: bisect it */
+	uint32_t off[MAX_KEYS + 1];    /* record boundaries in body */
+	uint32_t row_at[MAX_KEYS + 1]; /* first row end of each record in row_end */
 	uint8_t *body;
 	size_t cap;
+	uint32_t *row_end; /* every record's row ends, relative to the record's start */
+	size_t row_cap;
+	struct bisect *bis;
 };
 
 struct tl_uplink {
@@ -50,10 +97,15 @@ struct tl_uplink {
 	unsigned ddl_attempt;
 	uint64_t ddl_due;
 	uint64_t cursor;
+	uint64_t check_below; /* records below this key may have been sent by a past process */
 	uint64_t rng;
 	unsigned n_slots;
+	bool probe_ready[TL_BATCH_TABLE_MAX];
+	pthread_mutex_t lock; /* appliance */
+	char appliance[APPLIANCE_MAX + 1];
 	struct slot slots[TL_CH_MAX_IN_FLIGHT];
 	char cols[TL_BATCH_TABLE_MAX][COLS_LEN];
+	char probe[TL_BATCH_TABLE_MAX][64];
 	struct tl_uplink_stats st;
 };
 
@@ -64,6 +116,15 @@ mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t
+wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 static uint64_t
@@ -82,6 +143,19 @@ add(uint64_t *c, uint64_t v)
 	__atomic_fetch_add(c, v, __ATOMIC_RELAXED);
 }
 
+static void
+set_state(struct slot *sl, enum slot_state s)
+{
+	__atomic_store_n(&sl->state, s, __ATOMIC_RELAXED);
+}
+
+static void
+wait_backoff(struct tl_uplink *u, struct slot *sl)
+{
+	set_state(sl, SLOT_WAIT);
+	sl->due_ns = mono_ns() + tl_ch_backoff_ns(&u->conf, sl->attempt++, next_rand(u));
+}
+
 /* --- DDL --- */
 
 static int
@@ -93,6 +167,8 @@ apply_ddl(struct tl_uplink *u)
 	size_t len = 0;
 	int rc;
 
+	/* Probe tables copy the tables' columns: made again after any change. */
+	memset(u->probe_ready, 0, sizeof(u->probe_ready));
 	if (tl_ddl_create_database(db, sql, sizeof(sql)) < 0)
 		return -EINVAL;
 	rc = tl_ch_query(u->ch, sql, NULL, NULL);
@@ -104,15 +180,16 @@ apply_ddl(struct tl_uplink *u)
 		rc = tl_ch_query(u->ch, sql, &reply, &len);
 		if (rc < 0)
 			return rc;
-		rc = tl_ddl_alter(u->schema, (enum tl_batch_table)t, db, reply, len, sql, sizeof(sql),
-				msg, sizeof(msg));
+		rc = tl_ddl_alter(u->schema, (enum tl_batch_table)t, db, reply, len, sql,
+		        sizeof(sql), msg, sizeof(msg));
 		free(reply);
 		reply = NULL;
 		if (rc == -ENOENT)
-			rc = tl_ddl_create_table(u->schema, (enum tl_batch_table)t, db, sql, sizeof(sql));
+			rc = tl_ddl_create_table(
+			        u->schema, (enum tl_batch_table)t, db, sql, sizeof(sql));
 		if (rc < 0) {
 			TL_ERR("uplink: %s.%s: %s", db, tl_batch_table_name((unsigned)t),
-					rc == TL_E_SCHEMA ? msg : "cannot build the DDL");
+			        rc == TL_E_SCHEMA ? msg : "cannot build the DDL");
 			return rc;
 		}
 		if (rc > 0) {
@@ -123,6 +200,86 @@ apply_ddl(struct tl_uplink *u)
 		}
 	}
 	add(&u->st.ddl_runs, 1);
+	return 0;
+}
+
+/*
+ * The probe table of @p t: a Null-engine copy of its columns. ClickHouse parses and
+ * converts every row inserted into it, then keeps nothing, so a probe tells whether the
+ * table would take the rows without writing them.
+ * @return 0 ready; -EAGAIN ClickHouse could not be asked (try later); -EPERM it
+ *         answered an error (no grant, ...): bisect against the table itself.
+ */
+static int
+ensure_probe(struct tl_uplink *u, enum tl_batch_table t)
+{
+	const char *db = tl_ch_database(u->ch);
+	char sql[512];
+	int rc;
+
+	if (u->probe_ready[t])
+		return 0;
+	snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS `%s`.`%s`", db, u->probe[t]);
+	rc = tl_ch_query(u->ch, sql, NULL, NULL);
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql), "CREATE TABLE `%s`.`%s` AS `%s`.`%s` ENGINE = Null", db,
+		        u->probe[t], db, tl_batch_table_name(t));
+		rc = tl_ch_query(u->ch, sql, NULL, NULL);
+	}
+	if (rc == -EREMOTEIO || rc == -EACCES) {
+		const struct tl_ch_result *e = tl_ch_last_error(u->ch);
+
+		TL_WARN("uplink: no probe table %s.%s (%s): bisecting against %s itself", db,
+		        u->probe[t], e->message, tl_batch_table_name(t));
+		return -EPERM;
+	}
+	if (rc < 0)
+		return -EAGAIN;
+	u->probe_ready[t] = true;
+	return 0;
+}
+
+/* --- "is it there already?" --- */
+
+/*
+ * Count the rows of each of @p n batch ids in table @p t.
+ * @return 0 and got[] set; -1 if ClickHouse could not be asked.
+ */
+static int
+count_rows(
+        struct tl_uplink *u, enum tl_batch_table t, const uint64_t *ids, uint32_t n, uint64_t *got)
+{
+	char sql[SQL_LEN], *reply = NULL, *p, *e;
+	size_t len = 0, at;
+
+	add(&u->st.checks, 1);
+	at = (size_t)snprintf(sql, sizeof(sql),
+	        "SELECT batch_id, count() FROM `%s`.`%s` WHERE batch_id IN (",
+	        tl_ch_database(u->ch), tl_batch_table_name(t));
+	for (uint32_t k = 0; k < n; k++) {
+		got[k] = 0;
+		at += (size_t)snprintf(
+		        sql + at, sizeof(sql) - at, "%s%" PRIu64, k ? "," : "", ids[k]);
+	}
+	snprintf(sql + at, sizeof(sql) - at, ") GROUP BY batch_id FORMAT TabSeparated");
+	if (tl_ch_query(u->ch, sql, &reply, &len) < 0)
+		return -1;
+	for (p = reply; p && p < reply + len; p = e + 1) {
+		uint64_t id, c;
+		char *tab;
+
+		e = memchr(p, '\n', (size_t)(reply + len - p));
+		if (e == NULL)
+			e = reply + len;
+		id = strtoull(p, &tab, 10);
+		if (tab == p || *tab != '\t')
+			continue;
+		c = strtoull(tab + 1, NULL, 10);
+		for (uint32_t k = 0; k < n; k++)
+			if (ids[k] == id)
+				got[k] = c;
+	}
+	free(reply);
 	return 0;
 }
 
@@ -137,6 +294,24 @@ quarantine(struct tl_uplink *u, uint64_t key, uint32_t rows, const char *why)
 	tl_spool_ack(u->spool, key);
 }
 
+static int
+grow(void **buf, size_t *cap, size_t need, size_t elem, size_t first)
+{
+	size_t c = *cap ? *cap : first;
+	void *b;
+
+	if (need <= *cap)
+		return 0;
+	while (c < need)
+		c *= 2;
+	b = realloc(*buf, c * elem);
+	if (b == NULL)
+		return -ENOMEM;
+	*buf = b;
+	*cap = c;
+	return 0;
+}
+
 struct fill_ctx {
 	struct tl_uplink *u;
 	struct slot *sl;
@@ -149,43 +324,42 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 	struct slot *sl = f->sl;
 	struct tl_batch_view v;
 	size_t at = sl->off[sl->n_keys];
+	uint32_t r0 = sl->row_at[sl->n_keys];
 
 	if (tl_batch_parse(rec->data, rec->len, &v) != 0) {
 		quarantine(f->u, rec->key, 0, "not a valid batch");
 		return 0;
 	}
-	if (sl->n_keys > 0 && (v.hdr.table != sl->table || at + v.raw_len > INSERT_BYTES))
+	if (sl->n_keys > 0 && (v.hdr.table != sl->table || at + v.raw_len > INSERT_BYTES ||
+	                              sl->n_rows + v.hdr.rows > INSERT_ROWS))
 		return -1; /* belongs to the next insert */
-	if (at + v.raw_len > sl->cap) {
-		size_t cap = sl->cap ? sl->cap : (1u << 20);
-		uint8_t *b;
-
-		while (cap < at + v.raw_len)
-			cap *= 2;
-		b = realloc(sl->body, cap);
-		if (b == NULL)
-			return -1;
-		sl->body = b;
-		sl->cap = cap;
-	}
+	if (grow((void **)&sl->body, &sl->cap, at + v.raw_len, 1, 1u << 20) < 0 ||
+	        grow((void **)&sl->row_end, &sl->row_cap, (size_t)r0 + v.hdr.rows, sizeof(uint32_t),
+	                4096) < 0)
+		return -1;
 	if (v.hdr.flags & TL_BATCH_F_GZIP) {
 		size_t got = 0;
 
 		if (libdeflate_gzip_decompress(f->u->dec, v.body, v.hdr.body_len, sl->body + at,
-				    v.raw_len, &got) != LIBDEFLATE_SUCCESS ||
-				got != v.raw_len) {
+		            v.raw_len, &got) != LIBDEFLATE_SUCCESS ||
+		        got != v.raw_len) {
 			quarantine(f->u, rec->key, v.hdr.rows, "body does not decompress");
 			return 0;
 		}
 	} else {
 		memcpy(sl->body + at, v.body, v.raw_len);
 	}
+	/* Row ends stay with the record: a record ClickHouse refuses is split by rows. */
+	for (uint32_t i = 0; i < v.hdr.rows; i++)
+		sl->row_end[r0 + i] = tl_batch_row_end(&v, i);
 	sl->table = (enum tl_batch_table)v.hdr.table;
 	sl->keys[sl->n_keys] = rec->key;
 	sl->ids[sl->n_keys] = v.hdr.batch_id;
 	sl->rows[sl->n_keys] = v.hdr.rows;
+	sl->n_rows += v.hdr.rows;
 	sl->n_keys++;
 	sl->off[sl->n_keys] = (uint32_t)(at + v.raw_len);
+	sl->row_at[sl->n_keys] = r0 + v.hdr.rows;
 	return sl->n_keys == MAX_KEYS ? 1 : 0;
 }
 
@@ -196,31 +370,85 @@ range(const struct slot *sl, uint32_t *a, uint32_t *b)
 	*b = sl->serial < 0 ? sl->n_keys : (uint32_t)sl->serial + 1;
 }
 
+static uint32_t
+row_start(const uint32_t *end, uint32_t i)
+{
+	return i == 0 ? 0 : end[i - 1];
+}
+
 static int
 submit(struct tl_uplink *u, struct slot *sl)
 {
+	struct bisect *b = sl->bis;
 	struct tl_ch_insert ins;
-	uint32_t a, b;
+	uint32_t a, e;
 	int rc;
 
-	range(sl, &a, &b);
 	memset(&ins, 0, sizeof(ins));
-	ins.id = sl->ids[a];
 	ins.table = tl_batch_table_name(sl->table);
 	ins.columns = u->cols[sl->table];
 	ins.format = "RowBinary";
-	ins.body = sl->body + sl->off[a];
-	ins.len = sl->off[b] - sl->off[a];
 	ins.user = sl;
+	switch (sl->mode) {
+	case MODE_RECORDS:
+		range(sl, &a, &e);
+		ins.id = sl->ids[a];
+		ins.body = sl->body + sl->off[a];
+		ins.len = sl->off[e] - sl->off[a];
+		break;
+	case MODE_PROBE:
+		if (!b->direct) {
+			rc = ensure_probe(u, sl->table);
+			if (rc == -EAGAIN) {
+				wait_backoff(u, sl);
+				return rc;
+			}
+			if (rc < 0)
+				b->direct = true;
+			else
+				ins.table = u->probe[sl->table];
+		}
+		ins.id = b->batch_id;
+		ins.body = b->src + row_start(b->end, b->lo);
+		ins.len = b->end[b->hi - 1] - row_start(b->end, b->lo);
+		add(&u->st.bisect_inserts, 1);
+		break;
+	case MODE_GOOD:
+		ins.id = b->batch_id;
+		ins.body = b->good;
+		ins.len = b->good_len;
+		break;
+	case MODE_DEAD:
+		ins.id = b->batch_id;
+		ins.table = tl_batch_table_name(TL_BATCH_DEAD_LETTER);
+		ins.columns = u->cols[TL_BATCH_DEAD_LETTER];
+		ins.body = b->dead;
+		ins.len = b->dead_len;
+		break;
+	}
 	rc = tl_ch_submit(u->ch, &ins);
 	if (rc < 0) {
-		__atomic_store_n(&sl->state, SLOT_WAIT, __ATOMIC_RELAXED);
-		sl->due_ns = mono_ns() + tl_ch_backoff_ns(&u->conf, sl->attempt++, next_rand(u));
+		wait_backoff(u, sl);
 		return rc;
 	}
-	__atomic_store_n(&sl->state, SLOT_SENT, __ATOMIC_RELAXED);
+	set_state(sl, SLOT_SENT);
 	add(&u->st.in_flight, 1);
 	return 0;
+}
+
+/* Send now, or first ask what landed (startup, after an ambiguous answer). */
+static void
+send_or_check(struct tl_uplink *u, struct slot *sl, bool check)
+{
+	sl->attempt = 0;
+	sl->maybe_data = 0;
+	sl->check_first = check;
+	if (!check) {
+		submit(u, sl);
+		return;
+	}
+	set_state(sl, SLOT_WAIT);
+	sl->due_ns = 0;
 }
 
 static void
@@ -234,18 +462,267 @@ fill_free_slots(struct tl_uplink *u)
 
 		if (sl->state != SLOT_FREE)
 			continue;
+		sl->mode = MODE_RECORDS;
 		sl->n_keys = 0;
+		sl->n_rows = 0;
 		sl->off[0] = 0;
+		sl->row_at[0] = 0;
 		sl->serial = -1;
-		sl->attempt = 0;
-		sl->check_first = false;
+		memset(sl->partial, 0, sizeof(sl->partial));
 		n = tl_spool_read(u->spool, u->cursor, MAX_KEYS, take_record, &f, &next);
 		if (n <= 0 || next == u->cursor)
 			return; /* nothing committed beyond what is in flight */
 		u->cursor = next;
 		if (sl->n_keys > 0)
-			submit(u, sl);
+			send_or_check(u, sl, sl->keys[0] < u->check_below);
 	}
+}
+
+/* --- dead_letter rows --- */
+
+static uint8_t *
+put_leb(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+static uint8_t *
+put_str(uint8_t *p, const void *s, size_t len)
+{
+	p = put_leb(p, len);
+	memcpy(p, s, len);
+	return p + len;
+}
+
+/*
+ * Append a dead_letter row for a refused row, in the column order of
+ * tl_encode_columns(TL_BATCH_DEAD_LETTER) (checked at start): ingestion_time DateTime,
+ * ingestion_time_ns Int64, appliance_id String, producer_id UInt64, reason String,
+ * raw String, batch_id UInt64.
+ */
+static int
+add_dead_row(struct tl_uplink *u, struct bisect *b, const uint8_t *raw, uint32_t raw_len,
+        const char *why)
+{
+	char reason[sizeof(REASON_PREFIX) + TL_CH_MSG_LEN];
+	char appl[APPLIANCE_MAX + 1];
+	int64_t now = wall_ns(), secs;
+	size_t rl, al, need;
+	uint8_t *p;
+
+	rl = (size_t)snprintf(reason, sizeof(reason), REASON_PREFIX "%s", why);
+	if (rl >= sizeof(reason))
+		rl = sizeof(reason) - 1;
+	pthread_mutex_lock(&u->lock);
+	memcpy(appl, u->appliance, sizeof(appl));
+	pthread_mutex_unlock(&u->lock);
+	al = strlen(appl);
+	need = b->dead_len + 4 + 8 + 10 + al + 8 + 10 + rl + 10 + raw_len + 8;
+	if (grow((void **)&b->dead, &b->dead_cap, need, 1, 4096) < 0)
+		return -ENOMEM;
+	secs = now <= 0 ? 0 : now / 1000000000 > UINT32_MAX ? UINT32_MAX : now / 1000000000;
+	p = b->dead + b->dead_len;
+	tl_batch_put32(p, (uint32_t)secs);
+	tl_batch_put64(p + 4, (uint64_t)now);
+	p = put_str(p + 12, appl, al);
+	tl_batch_put64(p, 0); /* producer_id: not known here */
+	p = put_str(p + 8, reason, rl);
+	p = put_str(p, raw, raw_len);
+	tl_batch_put64(p, b->batch_id);
+	b->dead_len = (size_t)(p + 8 - b->dead);
+	b->n_bad++;
+	return 0;
+}
+
+/* The dead_letter columns the rows above are written in. */
+static int
+check_dead_letter_columns(void)
+{
+	static const char *const want[][2] = {
+	        {"ingestion_time", "DateTime"},
+	        {"ingestion_time_ns", "Int64"},
+	        {"appliance_id", "String"},
+	        {"producer_id", "UInt64"},
+	        {"reason", "String"},
+	        {"raw", "String"},
+	        {"batch_id", "UInt64"},
+	};
+	struct tl_encode_col cols[16];
+	uint32_t n = 0;
+
+	if (tl_encode_columns(NULL, TL_BATCH_DEAD_LETTER, cols, 16, &n) < 0 ||
+	        n != sizeof(want) / sizeof(want[0]))
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(cols[i].name, want[i][0]) || strcmp(cols[i].type, want[i][1]))
+			return -EINVAL;
+	return 0;
+}
+
+/* --- bisection --- */
+
+static void free_bisect(struct bisect *b);
+
+static void
+push(struct bisect *b, uint32_t lo, uint32_t hi)
+{
+	/* Depth-first, lower half first: at most one pending sibling per level. */
+	b->stack[b->depth][0] = lo;
+	b->stack[b->depth][1] = hi;
+	b->depth++;
+}
+
+/* Rows [lo, hi) were refused with @p why: split them, or dead-letter the one row. */
+static int
+refused(struct tl_uplink *u, struct bisect *b, uint32_t lo, uint32_t hi, const char *why)
+{
+	uint32_t mid = lo + (hi - lo) / 2;
+
+	if (hi - lo == 1) {
+		uint32_t s = row_start(b->end, lo);
+
+		TL_LOG_RATELIMITED(TL_LOG_WARN, 10,
+		        "uplink: row %u of batch %" PRIu64 " refused, dead-lettered: %s", lo,
+		        b->batch_id, why);
+		return add_dead_row(u, b, b->src + s, b->end[lo] - s, why);
+	}
+	if (b->depth + 2 > STACK_MAX)
+		return -E2BIG; /* cannot happen for rows <= TL_BATCH_MAX_ROWS */
+	push(b, mid, hi);
+	push(b, lo, mid);
+	return 0;
+}
+
+/* Rows [lo, hi) were taken by the probe table: keep them for the final insert. */
+static void
+accepted(struct bisect *b, uint32_t lo, uint32_t hi)
+{
+	uint32_t s = row_start(b->end, lo), len = b->end[hi - 1] - s;
+
+	memcpy(b->good + b->good_len, b->src + s, len);
+	for (uint32_t i = lo; i < hi; i++)
+		b->good_end[b->n_good++] = (uint32_t)b->good_len + b->end[i] - s;
+	b->good_len += len;
+}
+
+static void finish_bisect(struct tl_uplink *u, struct slot *sl);
+
+/* Next probe, or the final inserts once every range is settled. */
+static void
+bisect_next(struct tl_uplink *u, struct slot *sl)
+{
+	struct bisect *b = sl->bis;
+
+	sl->attempt = 0;
+	sl->maybe_data = 0;
+	sl->check_first = false;
+	if (b->depth > 0) {
+		b->depth--;
+		b->lo = b->stack[b->depth][0];
+		b->hi = b->stack[b->depth][1];
+		sl->mode = MODE_PROBE;
+		submit(u, sl);
+		return;
+	}
+	/* Both final inserts are counted first: a previous process may have made them. */
+	if (b->n_good > 0 && sl->mode != MODE_GOOD && sl->mode != MODE_DEAD) {
+		sl->mode = MODE_GOOD;
+		send_or_check(u, sl, true);
+		return;
+	}
+	if (b->n_bad > 0 && sl->mode != MODE_DEAD) {
+		sl->mode = MODE_DEAD;
+		send_or_check(u, sl, true);
+		return;
+	}
+	finish_bisect(u, sl);
+}
+
+/*
+ * Split record @p rec of the slot by rows: it was refused as a whole (@p refused_whole),
+ * or some of its rows were found in ClickHouse (a previous process bisected it).
+ */
+static void
+start_bisect(
+        struct tl_uplink *u, struct slot *sl, uint32_t rec, const char *why, bool refused_whole)
+{
+	struct bisect *b = calloc(1, sizeof(*b));
+	uint32_t n = sl->rows[rec];
+
+	if (b != NULL) {
+		b->good = malloc(sl->off[rec + 1] - sl->off[rec]);
+		b->good_end = malloc(sizeof(uint32_t) * n);
+	}
+	if (b == NULL || b->good == NULL || b->good_end == NULL) {
+		/* Try again later: the record stays in the spool meanwhile. A record found in
+		 * part is counted again first, never sent whole. */
+		free_bisect(b);
+		TL_LOG_RATELIMITED(TL_LOG_ERR, 5, "uplink: no memory to bisect a batch");
+		sl->check_first = !refused_whole;
+		wait_backoff(u, sl);
+		return;
+	}
+	b->rec = rec;
+	b->batch_id = sl->ids[rec];
+	b->src = sl->body + sl->off[rec];
+	b->end = sl->row_end + sl->row_at[rec];
+	b->n = n;
+	sl->bis = b;
+	sl->mode = MODE_PROBE;
+	add(&u->st.records_bisected, 1);
+	TL_WARN("uplink: %s: batch %" PRIu64 " (%u rows): bisecting (%s)",
+	        tl_batch_table_name(sl->table), b->batch_id, n, why);
+	if (!refused_whole)
+		push(b, 0, n);
+	else if (refused(u, b, 0, n, why) < 0) {
+		wait_backoff(u, sl); /* no memory for the dead row: retried as a whole */
+		free_bisect(b);
+		sl->bis = NULL;
+		sl->mode = MODE_RECORDS;
+		return;
+	}
+	bisect_next(u, sl);
+}
+
+/*
+ * The table refused the rows the probe table took: go on against the table itself,
+ * over those rows.
+ * @return 0; -ENOMEM (nothing changed: the good rows are sent again later).
+ */
+static int
+fall_back_direct(struct tl_uplink *u, struct slot *sl, const char *why)
+{
+	struct bisect *b = sl->bis;
+	uint8_t *good = malloc(b->good_len);
+	uint32_t *good_end = malloc(sizeof(uint32_t) * b->n_good);
+
+	if (good == NULL || good_end == NULL) {
+		free(good);
+		free(good_end);
+		return -ENOMEM;
+	}
+	TL_WARN("uplink: %s refused rows its probe table took (%s): bisecting against it",
+	        tl_batch_table_name(sl->table), why);
+	free(b->own);
+	free(b->own_end);
+	b->own = b->good;
+	b->own_end = b->good_end;
+	b->src = b->own;
+	b->end = b->own_end;
+	b->n = b->n_good;
+	b->good = good;
+	b->good_end = good_end;
+	b->good_len = 0;
+	b->n_good = 0;
+	b->direct = true;
+	if (refused(u, b, 0, b->n, why) < 0)
+		push(b, 0, b->n); /* no memory for the dead row: probe the row again */
+	return 0;
 }
 
 /* --- results --- */
@@ -258,92 +735,273 @@ delivered(struct tl_uplink *u, struct slot *sl, uint32_t a, uint32_t b)
 		add(&u->st.rows_delivered[sl->table], sl->rows[k]);
 	}
 	add(&u->st.records_delivered, b - a);
-	add(&u->st.inserts_ok, 1);
+}
+
+/* Serial mode: send the current record alone, or bisect it if it is partly there. */
+static void
+send_serial(struct tl_uplink *u, struct slot *sl)
+{
+	uint32_t k = (uint32_t)sl->serial;
+
+	if (sl->partial[k]) {
+		sl->partial[k] = false;
+		sl->attempt = 0;
+		sl->check_first = false;
+		start_bisect(u, sl, k, "some of its rows are in ClickHouse already", false);
+		return;
+	}
+	send_or_check(u, sl, false);
 }
 
 /* Move on after records [a, b) are settled: the next record in serial mode, or done. */
 static void
 advance(struct tl_uplink *u, struct slot *sl)
 {
-	sl->attempt = 0;
-	sl->check_first = false;
+	sl->mode = MODE_RECORDS;
 	if (sl->serial >= 0 && (uint32_t)++sl->serial < sl->n_keys) {
-		submit(u, sl);
+		send_serial(u, sl);
 		return;
 	}
-	__atomic_store_n(&sl->state, SLOT_FREE, __ATOMIC_RELAXED);
-}
-
-/* After an ambiguous send: how many of the records' rows are in the table already?
- * @return rows found, or -1 if ClickHouse could not be asked. */
-static int64_t
-rows_landed(struct tl_uplink *u, struct slot *sl, uint32_t a, uint32_t b)
-{
-	char sql[8192], *reply = NULL;
-	size_t len = 0, n;
-	int64_t rows;
-
-	const char *table = tl_batch_table_name(sl->table);
-
-	if (table == NULL)
-		return -1;
-	n = (size_t)snprintf(sql, sizeof(sql), "SELECT count() FROM `%s`.`%s` WHERE batch_id IN (",
-			tl_ch_database(u->ch), table);
-	for (uint32_t k = a; k < b && n < sizeof(sql) - 32; k++)
-		n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s%" PRIu64, k > a ? "," : "",
-				sl->ids[k]);
-	snprintf(sql + n, sizeof(sql) - n, ")");
-	if (tl_ch_query(u->ch, sql, &reply, &len) < 0)
-		return -1;
-	rows = reply ? strtoll(reply, NULL, 10) : -1;
-	free(reply);
-	return rows;
+	set_state(sl, SLOT_FREE);
 }
 
 static void
-settle_ambiguous(struct tl_uplink *u, struct slot *sl)
+free_bisect(struct bisect *b)
 {
-	uint32_t a, b;
-	uint64_t want = 0;
-	int64_t got;
+	if (b == NULL)
+		return;
+	free(b->own);
+	free(b->own_end);
+	free(b->good);
+	free(b->good_end);
+	free(b->dead);
+	free(b);
+}
 
-	range(sl, &a, &b);
-	for (uint32_t k = a; k < b; k++)
-		want += sl->rows[k];
-	got = rows_landed(u, sl, a, b);
-	if (got < 0) {
-		sl->due_ns = mono_ns() + tl_ch_backoff_ns(&u->conf, sl->attempt++, next_rand(u));
-		return; /* ask again later */
+static void
+finish_bisect(struct tl_uplink *u, struct slot *sl)
+{
+	struct bisect *b = sl->bis;
+
+	TL_WARN("uplink: batch %" PRIu64 " settled: %" PRIu64 " rows delivered, %u dead-lettered",
+	        b->batch_id, b->landed, b->n_bad);
+	tl_spool_ack(u->spool, sl->keys[b->rec]);
+	add(b->n_bad ? &u->st.records_quarantined : &u->st.records_delivered, 1);
+	free_bisect(b);
+	sl->bis = NULL;
+	advance(u, sl);
+}
+
+/* The slot's current insert is confirmed (answered OK, or found by a count). */
+static void
+confirmed(struct tl_uplink *u, struct slot *sl)
+{
+	struct bisect *b = sl->bis;
+	uint32_t a, e;
+
+	switch (sl->mode) {
+	case MODE_RECORDS:
+		range(sl, &a, &e);
+		delivered(u, sl, a, e);
+		advance(u, sl);
+		return;
+	case MODE_PROBE:
+		if (b->direct) {
+			b->landed += b->hi - b->lo;
+			add(&u->st.rows_delivered[sl->table], b->hi - b->lo);
+		} else {
+			accepted(b, b->lo, b->hi);
+		}
+		break;
+	case MODE_GOOD:
+		b->landed += b->n_good;
+		add(&u->st.rows_delivered[sl->table], b->n_good);
+		b->n_good = 0;
+		break;
+	case MODE_DEAD:
+		add(&u->st.rows_quarantined, b->n_bad);
+		break;
 	}
-	if ((uint64_t)got == want) {
-		delivered(u, sl, a, b);
+	bisect_next(u, sl);
+}
+
+/* Keep only the records of the slot whose flag in @p keep is set. */
+static void
+compact(struct slot *sl, const bool *keep)
+{
+	uint32_t w = 0, at = 0, rw = 0;
+
+	for (uint32_t k = 0; k < sl->n_keys; k++) {
+		uint32_t len = sl->off[k + 1] - sl->off[k], r0 = sl->row_at[k];
+
+		if (!keep[k])
+			continue;
+		memmove(sl->body + at, sl->body + sl->off[k], len);
+		memmove(sl->row_end + rw, sl->row_end + r0, sizeof(uint32_t) * sl->rows[k]);
+		sl->keys[w] = sl->keys[k];
+		sl->ids[w] = sl->ids[k];
+		sl->rows[w] = sl->rows[k];
+		sl->partial[w] = sl->partial[k];
+		sl->off[w] = at;
+		sl->row_at[w] = rw;
+		at += len;
+		rw += sl->rows[w];
+		w++;
+	}
+	sl->n_keys = w;
+	sl->n_rows = rw;
+	sl->off[w] = at;
+	sl->row_at[w] = rw;
+}
+
+/*
+ * Records [a, b): ack those ClickHouse has completely, send the others. A record found
+ * in part was being bisected by a process that died: bisect it again (its accepted rows
+ * will be found, its refused ones dead-lettered).
+ */
+static void
+settle_records(struct tl_uplink *u, struct slot *sl)
+{
+	uint64_t got[MAX_KEYS];
+	bool keep[MAX_KEYS];
+	uint32_t a, e, n_keep = 0, n_partial = 0;
+
+	range(sl, &a, &e);
+	if (count_rows(u, sl->table, sl->ids + a, e - a, got + a) < 0) {
+		wait_backoff(u, sl); /* ask again later */
+		return;
+	}
+	for (uint32_t k = 0; k < sl->n_keys; k++)
+		keep[k] = false;
+	for (uint32_t k = a; k < e; k++) {
+		if (got[k] == 0 || got[k] < sl->rows[k]) {
+			keep[k] = true;
+			sl->partial[k] = got[k] > 0;
+			n_partial += got[k] > 0;
+			n_keep++;
+			continue;
+		}
+		if (got[k] != sl->rows[k])
+			/* More rows than the batch has: something else wrote this id. Sending
+			 * again would add more. */
+			TL_ERR("uplink: %" PRIu64 " rows of batch %" PRIu64 " (%u rows) found in "
+			       "ClickHouse; not sending it again",
+			        got[k], sl->ids[k], sl->rows[k]);
+		add(&u->st.rows_found, got[k]);
+		delivered(u, sl, k, k + 1);
+	}
+	sl->check_first = false;
+	sl->attempt = 0;
+	if (n_keep == 0) {
 		advance(u, sl);
 		return;
 	}
-	if (got != 0)
-		/* One INSERT of a RowBinary body under a million rows is one block, which a
-		 * MergeTree table takes whole or not at all; a partial count means something
-		 * else wrote these ids. Sending again would duplicate: count it as landed. */
-		TL_ERR("uplink: %" PRId64 " of %" PRIu64 " rows of batch %" PRIu64
-		       " found after an ambiguous insert; not sending again",
-				got, want, sl->ids[a]);
-	if (got != 0) {
-		delivered(u, sl, a, b);
-		advance(u, sl);
+	if (sl->serial < 0 && n_keep < sl->n_keys)
+		compact(sl, keep);
+	if (n_partial > 0 || sl->serial >= 0) {
+		if (sl->serial < 0)
+			sl->serial = 0;
+		send_serial(u, sl);
+		return;
+	}
+	submit(u, sl);
+}
+
+/*
+ * A bisection's insert with the batch's id into a table that held @p base such rows
+ * before it: landed if the count is @p base + its rows.
+ */
+static void
+settle_bisect(struct tl_uplink *u, struct slot *sl)
+{
+	struct bisect *b = sl->bis;
+	enum tl_batch_table t = sl->mode == MODE_DEAD ? TL_BATCH_DEAD_LETTER : sl->table;
+	uint64_t base = 0, rows, got;
+
+	switch (sl->mode) {
+	case MODE_PROBE:
+		base = b->landed;
+		rows = b->hi - b->lo;
+		break;
+	case MODE_GOOD:
+		base = b->landed;
+		rows = b->n_good;
+		break;
+	default:
+		/* dead_letter rows carry the batch's id; so do its own rows if it is one. */
+		base = sl->table == TL_BATCH_DEAD_LETTER ? b->landed : 0;
+		rows = b->n_bad;
+		break;
+	}
+	if (count_rows(u, t, &b->batch_id, 1, &got) < 0) {
+		wait_backoff(u, sl);
 		return;
 	}
 	sl->check_first = false;
-	submit(u, sl);
+	if (got == base) {
+		sl->attempt = 0;
+		submit(u, sl);
+		return;
+	}
+	/* A dead_letter batch's own rows and its refused rows share the id and table. */
+	if (got != base + rows && !(sl->mode == MODE_GOOD && t == TL_BATCH_DEAD_LETTER &&
+	                                  got == base + rows + b->n_bad))
+		TL_ERR("uplink: %" PRIu64 " rows of batch %" PRIu64 " in %s, expected %" PRIu64
+		       " or %" PRIu64 "; not sending them again",
+		        got, b->batch_id, tl_batch_table_name(t), base, base + rows);
+	add(&u->st.rows_found, rows);
+	confirmed(u, sl);
+}
+
+static void
+rejected(struct tl_uplink *u, struct slot *sl, const char *why)
+{
+	struct bisect *b = sl->bis;
+	uint32_t a, e;
+	int rc = 0;
+
+	switch (sl->mode) {
+	case MODE_RECORDS:
+		range(sl, &a, &e);
+		if (e - a > 1) {
+			/* Find the bad record: send them one at a time. */
+			sl->serial = 0;
+			send_serial(u, sl);
+			return;
+		}
+		start_bisect(u, sl, a, why, true);
+		return;
+	case MODE_PROBE:
+		rc = refused(u, b, b->lo, b->hi, why);
+		break;
+	case MODE_GOOD:
+		rc = fall_back_direct(u, sl, why);
+		break;
+	case MODE_DEAD:
+		/* Rows written here; a refusal is a bug or a changed table. Never drop. */
+		TL_LOG_RATELIMITED(TL_LOG_ERR, 5,
+		        "uplink: dead_letter refused %u rows of batch %" PRIu64 ": %s; retrying",
+		        b->n_bad, b->batch_id, why);
+		wait_backoff(u, sl);
+		return;
+	}
+	if (rc < 0) {
+		/* No memory: the same insert is made (and refused) again later. */
+		TL_LOG_RATELIMITED(TL_LOG_ERR, 5, "uplink: bisection of batch %" PRIu64 ": %s",
+		        b->batch_id, tl_strerror(rc));
+		wait_backoff(u, sl);
+		return;
+	}
+	bisect_next(u, sl);
 }
 
 static void
 on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 {
 	struct slot *sl = r->user;
-	uint32_t a, b;
+	enum tl_ch_outcome outcome = r->outcome;
 
 	__atomic_fetch_sub(&u->st.in_flight, 1, __ATOMIC_RELAXED);
-	range(sl, &a, &b);
 	add(&u->st.bytes_sent, r->bytes_sent);
 	{
 		unsigned bucket = 0;
@@ -352,37 +1010,39 @@ on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 			bucket++;
 		add(&u->st.latency_ns[bucket], 1);
 	}
-	switch (r->outcome) {
+	/* 18.16 answers a RowBinary string length of 4 GiB or more with "memory limit
+	 * exceeded": retryable by its code, but it follows the body. */
+	if (outcome == TL_CH_RETRY && (r->flags & TL_CH_F_MAYBE_DATA) &&
+	        ++sl->maybe_data >= MAYBE_DATA_TRIES && sl->mode != MODE_DEAD)
+		outcome = TL_CH_REJECT;
+	else if (outcome != TL_CH_RETRY)
+		sl->maybe_data = 0;
+	switch (outcome) {
 	case TL_CH_OK:
-		delivered(u, sl, a, b);
-		advance(u, sl);
+		add(&u->st.inserts_ok, 1);
+		sl->attempt = 0;
+		confirmed(u, sl);
 		break;
 	case TL_CH_RETRY:
 		add(&u->st.inserts_retry, 1);
 		if (r->flags & TL_CH_F_SCHEMA)
 			u->need_ddl = true;
 		TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: %s: retrying (%s)",
-				tl_batch_table_name(sl->table), r->message[0] ? r->message : "no answer");
-		__atomic_store_n(&sl->state, SLOT_WAIT, __ATOMIC_RELAXED);
-		sl->due_ns = mono_ns() + tl_ch_backoff_ns(&u->conf, sl->attempt++, next_rand(u));
+		        tl_batch_table_name(sl->table), r->message[0] ? r->message : "no answer");
+		wait_backoff(u, sl);
 		break;
 	case TL_CH_AMBIGUOUS:
 		add(&u->st.inserts_ambiguous, 1);
-		__atomic_store_n(&sl->state, SLOT_WAIT, __ATOMIC_RELAXED);
-		sl->check_first = true;
-		sl->due_ns = mono_ns() + tl_ch_backoff_ns(&u->conf, sl->attempt++, next_rand(u));
+		/* A probe table keeps nothing: only inserts into real tables are counted. */
+		sl->check_first = !(sl->mode == MODE_PROBE && !sl->bis->direct);
+		wait_backoff(u, sl);
 		break;
 	case TL_CH_REJECT:
 	default:
 		add(&u->st.inserts_rejected, 1);
-		if (sl->serial < 0 && sl->n_keys > 1) {
-			/* Find the bad record: send them one at a time. */
-			sl->serial = 0;
-			submit(u, sl);
-			break;
-		}
-		quarantine(u, sl->keys[a], sl->rows[a], r->message);
-		advance(u, sl);
+		if (sl->mode != MODE_DEAD)
+			sl->attempt = 0;
+		rejected(u, sl, r->message[0] ? r->message : "refused");
 		break;
 	}
 }
@@ -395,10 +1055,12 @@ retry_due(struct tl_uplink *u, uint64_t now)
 
 		if (sl->state != SLOT_WAIT || now < sl->due_ns || u->need_ddl)
 			continue;
-		if (sl->check_first)
-			settle_ambiguous(u, sl);
-		else
+		if (!sl->check_first)
 			submit(u, sl);
+		else if (sl->mode == MODE_RECORDS)
+			settle_records(u, sl);
+		else
+			settle_bisect(u, sl);
 	}
 }
 
@@ -422,10 +1084,10 @@ uplink_main(void *arg)
 				const struct tl_ch_result *e = tl_ch_last_error(u->ch);
 
 				TL_LOG_RATELIMITED(TL_LOG_WARN, 2,
-						"uplink: ClickHouse not ready (%s); retrying",
-						e && e->message[0] ? e->message : "no answer");
+				        "uplink: ClickHouse not ready (%s); retrying",
+				        e && e->message[0] ? e->message : "no answer");
 				u->ddl_due = now + tl_ch_backoff_ns(&u->conf, u->ddl_attempt++,
-							   next_rand(u));
+				                           next_rand(u));
 				continue;
 			}
 			u->need_ddl = false;
@@ -435,7 +1097,7 @@ uplink_main(void *arg)
 		retry_due(u, now);
 		fill_free_slots(u);
 		n = tl_ch_poll(u->ch, __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) ? 20 : 0,
-				res, TL_CH_MAX_IN_FLIGHT);
+		        res, TL_CH_MAX_IN_FLIGHT);
 		for (int i = 0; i < n; i++)
 			on_result(u, &res[i]);
 		if (n == 0 && __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) == 0)
@@ -446,21 +1108,34 @@ uplink_main(void *arg)
 
 int
 tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
-		struct tl_spool *spool, struct tl_uplink **out)
+        struct tl_spool *spool, struct tl_uplink **out)
 {
+	struct tl_spool_stats ss;
 	struct tl_uplink *u;
 	int rc;
 
 	*out = NULL;
 	if (conf == NULL || schema == NULL || spool == NULL)
 		return -EINVAL;
+	rc = check_dead_letter_columns();
+	if (rc < 0) {
+		TL_ERR("uplink: the dead_letter columns are not the ones it writes");
+		return rc;
+	}
 	u = calloc(1, sizeof(*u));
 	if (u == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&u->lock, NULL);
 	u->conf = *conf;
 	u->schema = schema;
 	u->spool = spool;
 	u->cursor = 1;
+	/* Records already committed may have reached ClickHouse through a process that died
+	 * before their acks were durable. */
+	tl_spool_stats(spool, &ss);
+	u->check_below = ss.next_key;
+	if (gethostname(u->appliance, APPLIANCE_MAX) != 0 || u->appliance[0] == '\0')
+		snprintf(u->appliance, sizeof(u->appliance), "tapline");
 	u->n_slots = (unsigned)conf->max_in_flight;
 	if (u->n_slots == 0 || u->n_slots > TL_CH_MAX_IN_FLIGHT)
 		u->n_slots = TL_CH_MAX_IN_FLIGHT;
@@ -470,6 +1145,8 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 		rc = tl_ddl_insert_columns(schema, (enum tl_batch_table)t, u->cols[t], COLS_LEN);
 		if (rc < 0)
 			goto fail;
+		snprintf(u->probe[t], sizeof(u->probe[t]), PROBE_PREFIX "%s",
+		        tl_batch_table_name((unsigned)t));
 	}
 	u->dec = libdeflate_alloc_decompressor();
 	if (u->dec == NULL) {
@@ -490,6 +1167,17 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 fail:
 	tl_uplink_stop(u);
 	return rc;
+}
+
+int
+tl_uplink_set_appliance_id(struct tl_uplink *u, const char *id)
+{
+	if (u == NULL || id == NULL)
+		return -EINVAL;
+	pthread_mutex_lock(&u->lock);
+	snprintf(u->appliance, sizeof(u->appliance), "%s", id);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
 }
 
 int
@@ -524,8 +1212,12 @@ tl_uplink_stop(struct tl_uplink *u)
 	tl_ch_close(u->ch);
 	if (u->dec)
 		libdeflate_free_decompressor(u->dec);
-	for (unsigned i = 0; i < TL_CH_MAX_IN_FLIGHT; i++)
+	for (unsigned i = 0; i < TL_CH_MAX_IN_FLIGHT; i++) {
+		free_bisect(u->slots[i].bis);
 		free(u->slots[i].body);
+		free(u->slots[i].row_end);
+	}
+	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
 

@@ -7,16 +7,45 @@
  * At start (and whenever ClickHouse reports a missing table or column) it applies the
  * DDL the profile implies: create database and tables, add the columns a profile added.
  * Then it reads committed spool records in key order, coalesces consecutive records of
- * one table into one INSERT (ClickHouse wants few, large inserts), decompresses their
- * bodies into the insert, and keeps up to `uplink.max_in_flight` inserts going. Results:
+ * one table into one INSERT (ClickHouse wants few, large inserts; at most
+ * TL_BATCH_MAX_ROWS rows so that the INSERT is one block, written whole or not at all),
+ * decompresses their bodies into the insert, and keeps up to `uplink.max_in_flight`
+ * inserts going. Results:
  *  - OK: the records are acked (deleted by the spool's writer);
  *  - RETRY: sent again after exponential backoff with jitter, forever (the spool bounds
- *    what waits); a schema flag re-applies the DDL first;
- *  - AMBIGUOUS (body sent, no answer): it asks ClickHouse how many rows carry the insert's
- *    batch ids; all there: acked; none: sent again;
+ *    what waits); a schema flag re-applies the DDL first; a retry flagged
+ *    TL_CH_F_MAYBE_DATA is treated as REJECT from its third time on;
+ *  - AMBIGUOUS (body sent, no answer): it asks ClickHouse how many rows carry each
+ *    record's batch id; records that are all there are acked, the others sent again;
  *  - REJECT: an insert of several records is retried record by record; a single record
- *    ClickHouse still rejects is quarantined: counted, logged with the server's message,
- *    and acked so it cannot block the queue.
+ *    ClickHouse still rejects is bisected by rows (the batch's row ends, tl_batch.h).
+ *
+ * Bisection of a rejected record: halves of its rows are inserted into a probe table
+ * (`_tapline_probe_<table>`, `ENGINE = Null` with the table's columns, created on first
+ * need: ClickHouse parses what a Null table gets and keeps nothing) until every row the
+ * server refuses is isolated; then the accepted rows go to the table in one insert and
+ * each refused row becomes one dead_letter row (reason "uplink_rejected: " and the
+ * server's message, raw = the row's RowBinary bytes, batch_id = the batch's id) in a
+ * second one; the record is acked only when both are confirmed. Both inserts are
+ * preceded by a count of the batch id in their table, so an appliance that died half way
+ * through a bisection neither loses nor repeats rows. At most 2 x rows - 1 probes per
+ * record, one at a time per slot; other slots go on meanwhile. If the probe table cannot
+ * be created (no grant), or the table refuses what the probe table took, the halves go
+ * to the table itself and accepted halves are delivered as they are found (at most
+ * 2 x rows more inserts; a crash in the middle of such a bisection may repeat rows). A
+ * dead_letter insert that fails is retried forever, whatever the answer: a row is never
+ * dropped silently.
+ *
+ * After a restart the records that were in the spool before the uplink started may have
+ * been delivered by the previous process just before it died (the ack not yet durable):
+ * the first insert of such records is preceded by the same count: records found
+ * complete in ClickHouse are acked without being sent again, records found in part
+ * (a bisection cut short) are bisected again. Counts are synchronous queries
+ * (`batch_id IN (...)`, a scan of that column): they happen only after a restart, an
+ * ambiguous answer or a bisection.
+ *
+ * dead_letter rows written here carry producer_id 0 and the appliance id given to
+ * tl_uplink_set_appliance_id() (the host name until then).
  *
  * One thread; the stats are read with relaxed atomics from any thread.
  */
@@ -35,11 +64,15 @@ struct tl_uplink_stats {
 	uint64_t inserts_retry;
 	uint64_t inserts_ambiguous;
 	uint64_t inserts_rejected;
-	uint64_t records_delivered;
-	uint64_t rows_delivered[TL_BATCH_TABLE_MAX];
+	uint64_t records_delivered;                  /**< records whose every row was delivered */
+	uint64_t rows_delivered[TL_BATCH_TABLE_MAX]; /**< confirmed: sent, or found there */
 	uint64_t bytes_sent;
-	uint64_t records_quarantined;
-	uint64_t rows_quarantined;
+	uint64_t records_quarantined; /**< records with at least one row quarantined */
+	uint64_t rows_quarantined;    /**< rows dead-lettered (or of records unreadable) */
+	uint64_t records_bisected;    /**< rejected records split by rows */
+	uint64_t bisect_inserts;      /**< probe inserts of the bisections */
+	uint64_t checks;              /**< "already there?" counts asked of ClickHouse */
+	uint64_t rows_found;          /**< rows such a count found landed: not sent again */
 	uint64_t ddl_runs;
 	uint64_t in_flight;
 	uint64_t connected;      /**< 1 once DDL succeeded and inserts flow */
@@ -58,7 +91,14 @@ struct tl_uplink;
  *         error: the thread keeps trying).
  */
 int tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
-		struct tl_spool *spool, struct tl_uplink **out);
+        struct tl_spool *spool, struct tl_uplink **out);
+
+/**
+ * Set the appliance_id written into the dead_letter rows of rejected rows (default: the
+ * host name). Thread-safe; @p id is copied (at most 255 bytes are kept).
+ * @return 0; -EINVAL if @p u or @p id is NULL.
+ */
+int tl_uplink_set_appliance_id(struct tl_uplink *u, const char *id);
 
 /**
  * Wait until everything committed to the spool so far has been delivered (or
@@ -70,7 +110,7 @@ int tl_uplink_drain(struct tl_uplink *u, uint64_t timeout_ns);
 /** Stop the thread (inserts in flight are abandoned: their records stay spooled). */
 void tl_uplink_stop(struct tl_uplink *u);
 
-/** Copy the counters. NULL-safe. */
+/** Copy the counters. NULL-safe (zeroes @p st). */
 void tl_uplink_stats(const struct tl_uplink *u, struct tl_uplink_stats *st);
 
 #endif
