@@ -36,22 +36,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "demo: namespaces $rxns (appliance + ClickHouse) and $txns (load), veth, 198.18.0.0/30"
-ip netns add "$rxns"
-ip netns add "$txns"
-for ns in "$rxns" "$txns"; do
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-		net.ipv6.conf.default.disable_ipv6=1
-	ip -n "$ns" link set lo up
-done
-ip link add tdr$tag netns "$rxns" type veth peer name tdt$tag netns "$txns"
-ip -n "$rxns" addr add 198.18.0.1/30 dev tdr$tag
-ip -n "$txns" addr add 198.18.0.2/30 dev tdt$tag
-ip -n "$rxns" link set tdr$tag up
-ip -n "$txns" link set tdt$tag up
-mac=$(ip -n "$rxns" -o link show tdr$tag | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
-ip -n "$txns" neigh replace 198.18.0.1 lladdr "$mac" dev tdt$tag nud permanent
-# veth leaves UDP checksums to "hardware" XDP never sees run: let the sender finish them.
-ip netns exec "$txns" ethtool -K tdt$tag tx off >/dev/null
+. scripts/netns.sh
+tl_veth_pair "$rxns" "$txns" tdr$tag tdt$tag
 
 url=$(ip netns exec "$rxns" scripts/clickhouse.sh start "$work/ch")
 echo "demo: ClickHouse $(ip netns exec "$rxns" curl -sf "${url}?query=SELECT+version()") at $url (in $rxns)"
@@ -71,7 +57,6 @@ spool:
 metrics:
   listen: "127.0.0.1:9170"
 YAML
-ulimit -l unlimited 2>/dev/null || true # CAP_IPC_LOCK suffices where the limit is fixed
 ip netns exec "$rxns" "$tapline" run --config "$work/site.yaml" \
 	--vdev "net_af_xdp0,iface=tdr$tag,start_queue=0,queue_count=1,busy_budget=0" \
 	--clickhouse "${url}?database=telemetry" > "$work/run.out" 2> "$work/run.err" &

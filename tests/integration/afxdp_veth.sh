@@ -29,30 +29,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add "$rxns"
-ip netns add "$txns"
-# No IPv6 autoconfiguration chatter (router/neighbour solicitations) on the test link:
-# only the generator's datagrams cross it, so every counter can be predicted exactly.
-for ns in "$rxns" "$txns"; do
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-		net.ipv6.conf.default.disable_ipv6=1
-done
-ip link add tlr$tag netns "$rxns" type veth peer name tlt$tag netns "$txns"
-ip -n "$rxns" addr add 198.18.0.1/30 dev tlr$tag
-ip -n "$txns" addr add 198.18.0.2/30 dev tlt$tag
-ip -n "$rxns" link set lo up
-ip -n "$txns" link set lo up
-ip -n "$rxns" link set tlr$tag up
-ip -n "$txns" link set tlt$tag up
-# AF_XDP takes every frame on the queue, ARP replies included: give the sender a static
-# neighbour entry so it never needs one.
-rxmac=$(ip -n "$rxns" -o link show tlr$tag | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
-ip -n "$txns" neigh replace 198.18.0.1 lladdr "$rxmac" dev tlt$tag nud permanent
-# veth hands unfragmented UDP over with the checksum left to "hardware" that XDP never
-# runs (CHECKSUM_PARTIAL): make the sender finish its checksums, as a real NIC would.
-ip netns exec "$txns" ethtool -K tlt$tag tx off >/dev/null
+. "$src/scripts/netns.sh"
+tl_veth_pair "$rxns" "$txns" tlr$tag tlt$tag
 
-ulimit -l unlimited 2>/dev/null || true # CAP_IPC_LOCK suffices where the limit is fixed
 ip netns exec "$rxns" "$tapline" run --config "$src/tests/integration/site-afxdp.yaml" \
 	--vdev "net_af_xdp0,iface=tlr$tag,start_queue=0,queue_count=1,busy_budget=0" \
 	--dump-events "$work/dump" --spool "$work/spool" --no-uplink \

@@ -58,24 +58,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add "$rxns"
-ip netns add "$txns"
-for ns in "$rxns" "$txns"; do
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-		net.ipv6.conf.default.disable_ipv6=1
-	ip -n "$ns" link set lo up
-done
-ip link add tfr$tag netns "$rxns" type veth peer name tft$tag netns "$txns"
-ip -n "$rxns" addr add 198.18.0.1/30 dev tfr$tag
-ip -n "$txns" addr add 198.18.0.2/30 dev tft$tag
-ip -n "$rxns" link set tfr$tag up
-ip -n "$txns" link set tft$tag up
-# AF_XDP takes every frame on the queue, ARP replies included: a static neighbour.
-rxmac=$(ip -n "$rxns" -o link show tfr$tag | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
-ip -n "$txns" neigh replace 198.18.0.1 lladdr "$rxmac" dev tft$tag nud permanent
-# veth leaves UDP checksums to "hardware" XDP never sees run: the sender finishes them.
-ip netns exec "$txns" ethtool -K tft$tag tx off > /dev/null
-ulimit -l unlimited 2> /dev/null || true
+. "$src/scripts/netns.sh"
+tl_veth_pair "$rxns" "$txns" tfr$tag tft$tag
 
 url=$(ip netns exec "$rxns" "$src/scripts/clickhouse.sh" start "$work/ch")
 q() { ip netns exec "$rxns" curl -sf --data-binary "$1" "$url"; }
