@@ -19,6 +19,8 @@
 #include "tl_log.h"
 #include "tl_pcapw.h"
 #include "tl_pipeline.h"
+#include "tl_encode.h"
+#include "tl_spool.h"
 
 #ifndef TL_DATA_DIR
 #define TL_DATA_DIR "../shared/data"
@@ -227,6 +229,101 @@ bench_pipeline(const char *name, const struct tl_app_config *cfg, const struct t
 }
 
 static int
+bench_spool(const struct tl_app_config *cfg, const struct tl_schema *schema,
+		const struct corpus_view *cv, double min_secs)
+{
+	struct tl_encode_conf ec = {
+		.appliance_id = "bench",
+		.batch_rows = (uint32_t)cfg->batch.rows,
+		.batch_bytes = (uint32_t)cfg->batch.bytes,
+		.gzip_level = (int)cfg->batch.gzip_level,
+	};
+	struct tl_spool_bench_result r;
+	struct tl_spool_conf sc = cfg->spool;
+	struct tl_encoder *enc = NULL;
+	static struct tl_event ev;
+	char dir[] = "/tmp/tapline-bench-spool.XXXXXX";
+	uint8_t *batch = NULL;
+	uint32_t rows = 0;
+	size_t len = 0;
+	int rc;
+
+	rc = tl_encoder_create(schema, TL_BATCH_SINK_OUTPUT, &ec, &enc);
+	if (rc < 0)
+		goto done;
+	batch = malloc(tl_encode_seal_max(enc));
+	rc = batch ? 0 : -ENOMEM;
+	for (uint32_t i = 0; rc == 0; i = (i + 1) % cv->ev.n) {
+		if (tl_json_extract(schema, cv->ev.buf + cv->ev.off[i], cv->ev.len[i], &ev) !=
+				TL_REASON_OK)
+			continue;
+		rc = tl_encode_event(enc, &ev, 0);
+		if (rc == -ENOBUFS)
+			break;
+		if (rc < 0)
+			goto done;
+		rows++;
+		if (rc == 1)
+			break;
+		rc = 0;
+	}
+	rc = tl_encode_seal(enc, batch, tl_encode_seal_max(enc), &len);
+	if (rc < 0)
+		goto done;
+	{
+		/* What a worker spends to produce those batches: encode + compress. */
+		uint64_t n = 0, bytes = 0;
+		double t0 = now_s(), t;
+		size_t l;
+
+		do {
+			for (uint32_t i = 0; i < cv->ev.n; i++) {
+				if (tl_json_extract(schema, cv->ev.buf + cv->ev.off[i], cv->ev.len[i],
+						    &ev) != TL_REASON_OK)
+					continue;
+				rc = tl_encode_event(enc, &ev, 0);
+				if (rc == -ENOBUFS || rc == 1) {
+					tl_encode_seal(enc, batch, tl_encode_seal_max(enc), &l);
+					if (rc == -ENOBUFS)
+						tl_encode_event(enc, &ev, 0);
+				}
+				n++;
+				bytes += cv->ev.len[i];
+			}
+		} while ((t = now_s() - t0) < min_secs);
+		rc = 0;
+		report("extract_encode", n, bytes, t);
+	}
+	if (mkdtemp(dir) == NULL) {
+		rc = -errno;
+		goto done;
+	}
+	snprintf(sc.path, sizeof(sc.path), "%s/spool", dir);
+	sc.nosync = false;
+	if (sc.buffer_size < len)
+		sc.buffer_size = len;
+	rc = tl_spool_bench(&sc, batch, (uint32_t)len, rows, (uint64_t)(min_secs * 1e9), &r);
+	rmdir(sc.path);
+	rmdir(dir);
+	if (rc < 0)
+		goto done;
+	printf("# spool: batches of %u events, %zu bytes stored (gzip level %llu), fsync per "
+	       "commit, %llu commits, commit p99 <= %.1f ms\n",
+			rows, len, (unsigned long long)cfg->batch.gzip_level,
+			(unsigned long long)r.commits, r.commit_p99_ns / 1e6);
+	printf("figure spool_events_per_s %.0f events/s\n", r.events_per_s);
+	printf("figure spool_mb_per_s %.1f MB/s\n", r.mb_per_s);
+	printf("figure spool_event_mb_per_s %.1f MB/s\n",
+			r.events_per_s * (double)cv->bytes / cv->ev.n / 1e6);
+done:
+	if (rc < 0)
+		TL_ERR("spool bench: %s", tl_strerror(rc));
+	free(batch);
+	tl_encoder_free(enc);
+	return rc;
+}
+
+static int
 pin_to_one_cpu(void)
 {
 	cpu_set_t set;
@@ -418,6 +515,10 @@ tl_cmd_bench(int argc, char **argv)
 	} else {
 		printf("# simdjson reference skipped: CPU has no AVX2\n");
 	}
+	/* 4. the durable spool: the same events encoded as the workers encode them (the
+	 * profile's batch settings), committed with fsync, in the spool's steady state. */
+	if (bench_spool(&cfg, schema, &cv, min_secs) < 0)
+		goto out;
 	exit_code = TL_EXIT_OK;
 out:
 	free((void *)cv.ev.buf);

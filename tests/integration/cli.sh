@@ -69,7 +69,8 @@ expect 2 'schema' -- "$tapline" config check "$work/schema.yaml"
 # speed targets live in the bench output, not in tests).
 "$tapline" bench --events 300 --seconds 0.05 > "$work/bench.out" 2>&1
 for fig in extract_gbps extract_events_per_s extract_mtu1500_gbps json_extract_gbps \
-	jansson_gbps simdjson_gbps extract_vs_jansson extract_vs_simdjson; do
+	jansson_gbps simdjson_gbps extract_vs_jansson extract_vs_simdjson \
+	extract_encode_events_per_s spool_events_per_s spool_mb_per_s; do
 	expect 0 "^figure $fig [0-9.]+ " -- cat "$work/bench.out"
 done
 
