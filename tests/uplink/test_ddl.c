@@ -27,6 +27,7 @@
 #include "tl_encode.h"
 #include "tl_error.h"
 #include "tl_json.h"
+#include "tl_test_ch_http.h"
 #include "tl_test_clickhouse.h"
 #include "tl_test_schema.h"
 
@@ -503,71 +504,18 @@ static struct tl_test_ch ch;
 static bool ch_up;
 static struct tl_corpus *corpus;
 
-struct http {
-	char *p;
-	size_t n;
-};
-
-static size_t
-http_write(char *d, size_t sz, size_t nm, void *arg)
-{
-	struct http *h = arg;
-	char *np = realloc(h->p, h->n + sz * nm + 1);
-
-	if (np == NULL)
-		return 0;
-	h->p = np;
-	memcpy(h->p + h->n, d, sz * nm);
-	h->n += sz * nm;
-	h->p[h->n] = '\0';
-	return sz * nm;
-}
-
-/*
- * POST to the server. With @p query, it goes in the URL and @p body is the data (gzip'd
- * when @p gzip); without, @p body is the query. Returns the HTTP status; the reply is in
- * *out (caller frees out->p).
- */
+/* POST through the tests' own client (tests/common/tl_test_ch_http.h). */
 static long
-ch_post(const char *query, const void *body, size_t len, bool gzip, struct http *out)
+ch_post(const char *query, const void *body, size_t len, bool gzip, struct tl_test_http *out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = NULL;
-	char url[16384];
-	long code = 0;
-
-	assert_non_null(c);
-	out->p = calloc(1, 1);
-	out->n = 0;
-	if (query) {
-		char *q = curl_easy_escape(c, query, 0);
-
-		snprintf(url, sizeof(url), "%s?query=%s", ch.url, q);
-		curl_free(q);
-	} else {
-		snprintf(url, sizeof(url), "%s", ch.url);
-	}
-	if (gzip)
-		hdr = curl_slist_append(hdr, "Content-Encoding: gzip");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
-	return code;
+	return tl_test_ch_post(&ch, query, body, len, gzip, out);
 }
 
 /* Run a statement; fail the test unless it succeeds. Returns the reply (caller frees). */
 static char *
 sql(const char *q)
 {
-	struct http r;
+	struct tl_test_http r;
 	long code = ch_post(NULL, q, strlen(q), false, &r);
 
 	if (code != 200)
@@ -640,7 +588,7 @@ flush(struct run *r, int t)
 {
 	struct tl_batch_view v;
 	char q[8192];
-	struct http resp;
+	struct tl_test_http resp;
 	size_t len;
 	long code;
 

@@ -35,6 +35,7 @@
 #include "tl_json.h"
 #include "tl_opt.h"
 #include "tl_spool.h"
+#include "tl_test_ch_http.h"
 #include "tl_test_clickhouse.h"
 #include "tl_test_schema.h"
 #include "tl_uplink.h"
@@ -52,55 +53,11 @@ static struct tl_schema *schema;
 
 /* ---- ClickHouse over plain HTTP (the test's own client, not the one under test) ---- */
 
-struct http {
-	char *p;
-	size_t n;
-};
-
-static size_t
-http_write(char *d, size_t sz, size_t nm, void *arg)
-{
-	struct http *h = arg;
-	char *np = realloc(h->p, h->n + sz * nm + 1);
-
-	if (np == NULL)
-		return 0;
-	h->p = np;
-	memcpy(h->p + h->n, d, sz * nm);
-	h->n += sz * nm;
-	h->p[h->n] = '\0';
-	return sz * nm;
-}
-
-/* POST @p body; with @p query in the URL (an INSERT), else @p body is the query. */
+/* POST through the tests' own client (tests/common/tl_test_ch_http.h). */
 static long
-ch_post(const char *query, const void *body, size_t len, struct http *out)
+ch_post(const char *query, const void *body, size_t len, struct tl_test_http *out)
 {
-	CURL *c = curl_easy_init();
-	char url[16384];
-	long code = 0;
-
-	assert_non_null(c);
-	out->p = calloc(1, 1);
-	out->n = 0;
-	if (query) {
-		char *q = curl_easy_escape(c, query, 0);
-
-		snprintf(url, sizeof(url), "%s?query=%s", ch.url, q);
-		curl_free(q);
-	} else {
-		snprintf(url, sizeof(url), "%s", ch.url);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	return code;
+	return tl_test_ch_post(&ch, query, body, len, false, out);
 }
 
 /* Run a statement; fail unless it succeeds. Returns the reply (caller frees). */
@@ -110,7 +67,7 @@ static char *
 sql(const char *fmt, ...)
 {
 	char q[8192];
-	struct http r;
+	struct tl_test_http r;
 	va_list ap;
 	long code;
 
@@ -512,7 +469,7 @@ pre_insert(const char *db, struct batch *b, const bool *skip)
 	struct tl_batch_view v;
 	uint8_t *body = body_of(b, &v), *out = malloc(v.raw_len);
 	char q[16384];
-	struct http r;
+	struct tl_test_http r;
 	size_t len = 0;
 
 	assert_non_null(out);
