@@ -1212,6 +1212,16 @@ tl_spool_ack(struct tl_spool *sp, uint64_t key)
 	return queue_ack(sp, key);
 }
 
+int
+tl_spool_quarantine(struct tl_spool *sp, uint64_t key)
+{
+	if (sp == NULL || key == 0 || (key & QUAR_BIT))
+		return -EINVAL;
+	if (sp->flags & TL_SPOOL_RDONLY)
+		return -EROFS;
+	return queue_ack(sp, key | QUAR_BIT);
+}
+
 static bool
 flushed(struct tl_spool *sp, const uint64_t *target, uint64_t acks)
 {

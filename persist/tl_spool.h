@@ -211,6 +211,16 @@ int tl_spool_read_quarantine(struct tl_spool *sp, uint64_t from_key, unsigned ma
 int tl_spool_ack(struct tl_spool *sp, uint64_t key);
 
 /**
+ * Move record @p key to the quarantine database (raw bytes, same key) instead of
+ * deleting it: for a record a reader cannot use (not a batch, body does not decompress).
+ * `tapline spool dump --quarantine` shows it; it no longer counts as pending. Applied by
+ * the writer in its next transaction, like an ack; counted in tl_spool_stats.quarantined.
+ * Thread-safe; takes a mutex.
+ * @return 0; -EINVAL (key 0 or out of range); -EROFS (read-only); -ENOMEM.
+ */
+int tl_spool_quarantine(struct tl_spool *sp, uint64_t key);
+
+/**
  * Wait until every record handed over and every ack queued before the call has been
  * committed (or dropped), or @p timeout_ns has passed. Not from the commit callback.
  * @return 0; -ETIMEDOUT; -EROFS (read-only); the writer's error if it failed.

@@ -1182,6 +1182,53 @@ test_spool_damaged_records_quarantined_rest_readable(void **state)
 
 /* ---- size ---- */
 
+/* A record a reader cannot use is moved aside, byte for byte, and no longer pending. */
+static void
+test_spool_quarantine_by_reader_moves_record(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_stats st;
+	struct got g, q;
+	struct tl_spool *sp = open_spool(&fx->conf, 1, NULL);
+
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(put_seeded(sp, 0, 3000 + (uint32_t)i, 70 + (uint64_t)i), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(tl_spool_quarantine(sp, 2), 0);
+	assert_int_equal(tl_spool_quarantine(sp, 4), 0);
+	assert_int_equal(tl_spool_quarantine(sp, 0), -EINVAL);
+	assert_int_equal(tl_spool_quarantine(NULL, 1), -EINVAL);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.records, 3);
+	assert_int_equal(st.quarantined, 2);
+	assert_int_equal(st.quarantine_records, 2);
+	assert_int_equal(st.acked, 0);
+	got_init(&g, 16);
+	read_all(sp, 0, &g);
+	assert_int_equal(g.n, 3);
+	assert_int_equal(g.keys[0], 1);
+	assert_int_equal(g.keys[1], 3);
+	assert_int_equal(g.keys[2], 5);
+	got_init(&q, 16);
+	assert_int_equal(tl_spool_read_quarantine(sp, 0, 16, collect, &q, NULL), 2);
+	assert_int_equal(q.keys[0], 2);
+	assert_int_equal(q.keys[1], 4);
+	/* Quarantined as stored: the spool's record header, then the payload. */
+	assert_int_equal(q.len[0], HDR + 3001);
+	check_seeded(q.data[0] + HDR, 3001, 71);
+	/* Survives a reopen, and the key is not reused. */
+	tl_spool_close(sp);
+	sp = open_spool(&fx->conf, 1, NULL);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.records, 3);
+	assert_int_equal(st.quarantine_records, 2);
+	assert_int_equal(st.next_key, 6);
+	got_fini(&g);
+	got_fini(&q);
+	tl_spool_close(sp);
+}
+
 static void
 test_spool_map_grows_from_small_initial(void **state)
 {
@@ -1620,6 +1667,8 @@ main(void)
 	                test_spool_crash_kill9_committed_records_intact, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_damaged_records_quarantined_rest_readable, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_quarantine_by_reader_moves_record, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_map_grows_from_small_initial, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
