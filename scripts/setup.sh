@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
 	build-essential meson ninja-build pkg-config clang llvm lld python3
 	libdpdk-dev dpdk libhyperscan-dev liblmdb-dev lmdb-utils libbpf-dev libxdp-dev xdp-tools
-	libcmocka-dev libzstd-dev libdeflate-dev libcurl4-openssl-dev libyaml-dev
+	libcmocka-dev libzstd-dev liblz4-dev libdeflate-dev libcurl4-openssl-dev libyaml-dev
 	libmicrohttpd-dev libxxhash-dev libjansson-dev libsimdjson-dev libpcap-dev libssl-dev
 	libclang-rt-14-dev iproute2 procps ethtool bpftool tcpdump curl
 	clickhouse-server clickhouse-client prometheus

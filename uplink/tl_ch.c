@@ -14,8 +14,11 @@
 
 #include <curl/curl.h>
 #include <libdeflate.h>
+#include <zstd.h>
 
 #include "tl_ch.h"
+#include "tl_chblock.h"
+#include "tl_error.h"
 #include "tl_log.h"
 
 #define MS (UINT64_C(1000000))
@@ -34,7 +37,7 @@
  * multi-megabyte batches. */
 #define UPLOAD_BUFFER (512L << 10)
 
-const char *const tl_ch_compression_names[] = {"none", "gzip", NULL};
+const char *const tl_ch_compression_names[] = {"none", "gzip", "zstd", "lz4", "auto", NULL};
 
 /* One request in flight: an easy handle and everything it needs, made at open. */
 struct slot {
@@ -51,7 +54,8 @@ struct slot {
 	/* Body bytes handed to libcurl, over every connection this transfer used. */
 	uint64_t handed;
 	bool refused_rewind;
-	/* gzip output, grows to the largest body seen */
+	int encoding; /* enum tl_ch_compression of the body as sent */
+	/* compressed output, grows to the largest body seen */
 	unsigned char *zbuf;
 	size_t zcap;
 	char *url;
@@ -76,8 +80,11 @@ struct tl_ch {
 	bool have_password;
 	bool tls; /* https */
 	CURLM *multi;
-	struct curl_slist *hdr_plain, *hdr_gzip;
+	struct curl_slist *hdr_plain, *hdr_gzip, *hdr_zstd;
 	struct libdeflate_compressor *gz;
+	ZSTD_CCtx *zc;
+	int codec;                          /* effective enum tl_ch_compression, never AUTO */
+	char probe_url[TL_CH_URL_LEN + 64]; /* base + wait_end_of_query=1&decompress=1 */
 	unsigned n_slots;
 	unsigned n_free;
 	unsigned *free_idx;
@@ -138,6 +145,25 @@ valid_columns(const char *s)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return false;
 	return true;
+}
+
+/* [A-Za-z0-9_.:-]{1,64}: safe in a URL and in a quoted SQL string as is. */
+static bool
+valid_query_id(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL)
+		return false;
+	for (; id[n]; n++) {
+		unsigned char c = (unsigned char)id[n];
+
+		if (n >= TL_CH_QUERY_ID_MAX)
+			return false;
+		if (!isalnum(c) && c != '_' && c != '.' && c != ':' && c != '-')
+			return false;
+	}
+	return n > 0;
 }
 
 static int
@@ -434,10 +460,11 @@ const struct tl_opt tl_uplink_opts[] = {
                 .desc = "largest delay before any retry"},
         {.name = "compression",
                 .type = TL_OPT_ENUM,
-                .def = "gzip",
+                .def = "auto",
                 .offset = offsetof(struct tl_uplink_conf, compression),
                 .enums = tl_ch_compression_names,
-                .desc = "compress plain bodies before sending (none, gzip)"},
+                .desc = "body compression: auto (zstd if the server takes it, else gzip), "
+                        "none, gzip, zstd, lz4 (ClickHouse's framing; fastest)"},
         {.name = "gzip_level",
                 .type = TL_OPT_UINT,
                 .def = "1",
@@ -445,6 +472,34 @@ const struct tl_opt tl_uplink_opts[] = {
                 .min = 1,
                 .max = 12,
                 .desc = "libdeflate level, 1 (fast) to 12 (small)"},
+        {.name = "zstd_level",
+                .type = TL_OPT_UINT,
+                .def = "1",
+                .offset = offsetof(struct tl_uplink_conf, zstd_level),
+                .min = 1,
+                .max = 19,
+                .desc = "libzstd level, 1 (fast) to 19 (small)"},
+        {.name = "insert_bytes",
+                .type = TL_OPT_SIZE,
+                .def = "128MiB",
+                .offset = offsetof(struct tl_uplink_conf, insert_bytes),
+                .min = 1 << 20,
+                .max = 256 << 20,
+                .desc = "largest INSERT (uncompressed RowBinary); each of max_in_flight "
+                        "slots holds up to this much"},
+        {.name = "insert_delay",
+                .type = TL_OPT_DURATION,
+                .def = "1s",
+                .offset = offsetof(struct tl_uplink_conf, insert_delay),
+                .max = 60000000000ull,
+                .desc = "longest a partly filled INSERT waits for more rows while other "
+                        "INSERTs are in flight (an idle uplink sends at once)"},
+        {.name = "verify_rows",
+                .type = TL_OPT_BOOL,
+                .def = "true",
+                .offset = offsetof(struct tl_uplink_conf, verify_rows),
+                .desc = "check every row against its table's column types before sending "
+                        "(a corrupt row is dead-lettered, never merged into its neighbours)"},
         {.name = NULL},
 };
 
@@ -462,6 +517,8 @@ tl_ch_is_data_error(int code)
 	case 32:  /* ATTEMPT_TO_READ_AFTER_EOF */
 	case 33:  /* CANNOT_READ_ALL_DATA: truncated RowBinary */
 	case 38:  /* CANNOT_PARSE_DATE */
+	case 39:  /* TOO_LARGE_SIZE_COMPRESSED: a framed block's size is damaged */
+	case 40:  /* CHECKSUM_DOESNT_MATCH: a framed block is damaged */
 	case 41:  /* CANNOT_PARSE_DATETIME */
 	case 53:  /* TYPE_MISMATCH */
 	case 69:  /* ARGUMENT_OUT_OF_BOUND */
@@ -472,6 +529,7 @@ tl_ch_is_data_error(int code)
 	case 130: /* CANNOT_READ_ARRAY_FROM_TEXT */
 	case 131: /* TOO_LARGE_STRING_SIZE (also FixedString overflow) */
 	case 190: /* SIZES_OF_ARRAYS_DOESNT_MATCH */
+	case 271: /* CANNOT_DECOMPRESS: a framed block's LZ4 data is damaged */
 	case 321: /* VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE */
 	case 349: /* CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN */
 	case 354: /* ZLIB_INFLATE_FAILED: the gzip body is corrupt */
@@ -479,6 +537,7 @@ tl_ch_is_data_error(int code)
 	case 407: /* DECIMAL_OVERFLOW */
 	case 441: /* CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING */
 	case 467: /* CANNOT_PARSE_BOOL */
+	case 561: /* ZSTD_DECODER_FAILED: the zstd body is corrupt */
 	case 691: /* UNKNOWN_ELEMENT_OF_ENUM */
 		return true;
 	default:
@@ -512,6 +571,23 @@ is_schema_code(int code)
 	case 47: /* UNKNOWN_IDENTIFIER */
 	case 60: /* UNKNOWN_TABLE */
 	case 81: /* UNKNOWN_DATABASE */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The body's compression, not its rows, is what the server refused. */
+static bool
+is_encoding_code(int code)
+{
+	switch (code) {
+	case 39:  /* TOO_LARGE_SIZE_COMPRESSED */
+	case 40:  /* CHECKSUM_DOESNT_MATCH */
+	case 89:  /* UNKNOWN_COMPRESSION_METHOD: Content-Encoding or block method */
+	case 271: /* CANNOT_DECOMPRESS */
+	case 354: /* ZLIB_INFLATE_FAILED */
+	case 561: /* ZSTD_DECODER_FAILED */
 		return true;
 	default:
 		return false;
@@ -552,6 +628,8 @@ tl_ch_classify(int curl_code, int http_status, int ch_code, bool body_sent, uint
 		 * connection broke while the rest of the body was still going out. */
 		if (tl_ch_is_data_error(ch_code)) {
 			o = TL_CH_REJECT;
+			if (is_encoding_code(ch_code))
+				f |= TL_CH_F_ENCODING;
 		} else if (ch_code == 319) {
 			/* UNKNOWN_STATUS_OF_INSERT: replicated commit lost its session. */
 			o = TL_CH_AMBIGUOUS;
@@ -563,6 +641,16 @@ tl_ch_classify(int curl_code, int http_status, int ch_code, bool body_sent, uint
 				f |= TL_CH_F_SCHEMA;
 			if (ch_code == 241)
 				f |= TL_CH_F_MAYBE_DATA;
+			/* UNKNOWN_COMPRESSION_METHOD: most likely the server no longer takes
+			 * the Content-Encoding (re-negotiate), which retrying with the same
+			 * body cannot fix, and a damaged block method byte is the body. Never
+			 * a reject: that would quarantine good rows for a server's lack. */
+			if (ch_code == 89)
+				f |= TL_CH_F_ENCODING | TL_CH_F_MAYBE_DATA;
+			/* QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING: this attempt never started,
+			 * but the earlier one with this id is still running. */
+			if (ch_code == 216)
+				f |= TL_CH_F_QUERY_RUNNING;
 		}
 	} else if (curl_code != 0 || http_status == 0) {
 		if (http_status == 0)
@@ -801,6 +889,7 @@ finish(struct tl_ch *ch, struct slot *s, CURLcode cc, struct tl_ch_result *r)
 	if (status != 0 && status != 200)
 		r->ch_code = s->hdr_code ? s->hdr_code : tl_ch_parse_code(text ? text : "", tlen);
 	r->bytes_sent = s->handed;
+	r->encoding = s->encoding;
 	r->latency_ns = now_ns() - s->t0;
 	r->outcome =
 	        tl_ch_classify(r->curl_code, r->http_status, r->ch_code, s->handed > 0, &r->flags);
@@ -951,6 +1040,26 @@ setup_easy(struct tl_ch *ch, struct slot *s)
 	return 0;
 }
 
+/* Request headers of a body with Content-Encoding @p enc. */
+static struct curl_slist *
+headers(const char *enc)
+{
+	char line[64];
+	struct curl_slist *h, *n;
+
+	snprintf(line, sizeof(line), "Content-Encoding: %s", enc);
+	h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	if (h == NULL)
+		return NULL;
+	/* No "Expect: 100-continue" round trip before large bodies. */
+	if ((n = curl_slist_append(h, "Expect:")) == NULL ||
+	        (n = curl_slist_append(h, line)) == NULL) {
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	return h;
+}
+
 int
 tl_ch_open(const struct tl_uplink_conf *conf, struct tl_ch **out)
 {
@@ -959,12 +1068,16 @@ tl_ch_open(const struct tl_uplink_conf *conf, struct tl_ch **out)
 	int rc;
 
 	*out = NULL;
+	/* Levels are checked whatever the codec: auto, zstd and lz4 may fall back to gzip. */
 	if (conf->max_in_flight < 1 || conf->max_in_flight > TL_CH_MAX_IN_FLIGHT ||
 	        conf->compression < TL_CH_COMPRESS_NONE ||
-	        conf->compression > TL_CH_COMPRESS_GZIP ||
-	        (conf->compression == TL_CH_COMPRESS_GZIP &&
-	                (conf->gzip_level < 1 || conf->gzip_level > 12))) {
-		TL_ERR("uplink: max_in_flight, compression or gzip_level out of range");
+	        conf->compression > TL_CH_COMPRESS_AUTO ||
+	        (conf->compression != TL_CH_COMPRESS_NONE &&
+	                (conf->gzip_level < 1 || conf->gzip_level > 12)) ||
+	        ((conf->compression == TL_CH_COMPRESS_ZSTD ||
+	                 conf->compression == TL_CH_COMPRESS_AUTO) &&
+	                (conf->zstd_level < 1 || conf->zstd_level > 19))) {
+		TL_ERR("uplink: max_in_flight, compression, gzip_level or zstd_level out of range");
 		return -EINVAL;
 	}
 	if (tl_uplink_check(conf, msg, sizeof(msg)) != 0) {
@@ -1000,12 +1113,10 @@ tl_ch_open(const struct tl_uplink_conf *conf, struct tl_ch **out)
 	/* No "Expect: 100-continue" round trip before large bodies. */
 	if (ch->hdr_plain)
 		ch->hdr_plain = curl_slist_append(ch->hdr_plain, "Expect:");
-	ch->hdr_gzip = curl_slist_append(NULL, "Content-Type: application/octet-stream");
-	if (ch->hdr_gzip)
-		ch->hdr_gzip = curl_slist_append(ch->hdr_gzip, "Expect:");
-	if (ch->hdr_gzip)
-		ch->hdr_gzip = curl_slist_append(ch->hdr_gzip, "Content-Encoding: gzip");
-	if (ch->multi == NULL || ch->hdr_plain == NULL || ch->hdr_gzip == NULL)
+	ch->hdr_gzip = headers("gzip");
+	ch->hdr_zstd = headers("zstd");
+	if (ch->multi == NULL || ch->hdr_plain == NULL || ch->hdr_gzip == NULL ||
+	        ch->hdr_zstd == NULL)
 		goto fail;
 	ch->n_slots = (unsigned)conf->max_in_flight;
 	curl_multi_setopt(ch->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)ch->n_slots);
@@ -1037,23 +1148,36 @@ tl_ch_open(const struct tl_uplink_conf *conf, struct tl_ch **out)
 	if (ch->query.url == NULL)
 		goto fail;
 	snprintf(ch->query.url, ch->query.url_cap, "%swait_end_of_query=1", ch->base);
-	if (curl_easy_setopt(ch->query.easy, CURLOPT_URL, ch->query.url) != CURLE_OK ||
-	        curl_easy_setopt(ch->query.easy, CURLOPT_HTTPHEADER, ch->hdr_plain) != CURLE_OK) {
-		rc = -EIO;
-		goto fail;
-	}
-	if (conf->compression == TL_CH_COMPRESS_GZIP) {
+	snprintf(ch->probe_url, sizeof(ch->probe_url), "%swait_end_of_query=1&decompress=1",
+	        ch->base);
+	/* Every codec but none may end up as gzip (auto's default, the fallback of zstd
+	 * and lz4), so the gzip compressor is made for all of them. */
+	if (conf->compression != TL_CH_COMPRESS_NONE) {
 		ch->gz = libdeflate_alloc_compressor((int)conf->gzip_level);
 		if (ch->gz == NULL)
 			goto fail;
 	}
-	TL_INFO("uplink: ClickHouse %.*s database %s user %s%s%s%s", (int)strlen(ch->base) - 1,
-	        ch->base, ch->database, conf->user[0] ? conf->user : "(none)",
+	if (conf->compression == TL_CH_COMPRESS_ZSTD || conf->compression == TL_CH_COMPRESS_AUTO) {
+		ch->zc = ZSTD_createCCtx();
+		if (ch->zc == NULL)
+			goto fail;
+		if (ZSTD_isError(ZSTD_CCtx_setParameter(
+		            ch->zc, ZSTD_c_compressionLevel, (int)conf->zstd_level))) {
+			rc = -EIO;
+			goto fail;
+		}
+	}
+	ch->codec =
+	        conf->compression == TL_CH_COMPRESS_AUTO ? TL_CH_COMPRESS_GZIP : conf->compression;
+	TL_INFO("uplink: ClickHouse %.*s database %s user %s%s%s, compression %s%s",
+	        (int)strlen(ch->base) - 1, ch->base, ch->database,
+	        conf->user[0] ? conf->user : "(none)",
 	        conf->password_file[0]  ? ", password from file "
 	        : conf->password_env[0] ? ", password from $"
 	                                : "",
 	        conf->password_file[0] ? conf->password_file : conf->password_env,
-	        conf->compression == TL_CH_COMPRESS_GZIP ? ", gzip" : "");
+	        tl_ch_compression_names[conf->compression],
+	        conf->compression == TL_CH_COMPRESS_AUTO ? " (gzip until negotiated)" : "");
 	*out = ch;
 	return 0;
 fail:
@@ -1088,7 +1212,9 @@ tl_ch_close(struct tl_ch *ch)
 	free(ch->free_idx);
 	curl_slist_free_all(ch->hdr_plain);
 	curl_slist_free_all(ch->hdr_gzip);
+	curl_slist_free_all(ch->hdr_zstd);
 	libdeflate_free_compressor(ch->gz);
+	ZSTD_freeCCtx(ch->zc);
 	explicit_bzero(ch->password, sizeof(ch->password));
 	free(ch);
 }
@@ -1143,8 +1269,10 @@ result_errno(const struct tl_ch_result *r)
 	}
 }
 
-int
-tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len)
+/* POST @p body to @p url on the query handle and wait for the whole answer. */
+static int
+sync_request(struct tl_ch *ch, const char *url, struct curl_slist *hdr, int encoding,
+        const void *body, size_t blen, char **out, size_t *len)
 {
 	struct slot *s = &ch->query;
 	CURLcode cc;
@@ -1154,10 +1282,9 @@ tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len)
 		*out = NULL;
 	if (len)
 		*len = 0;
-	if (sql == NULL || *sql == '\0')
-		return -EINVAL;
-	s->body = (const unsigned char *)sql;
-	s->len = strlen(sql);
+	s->body = body;
+	s->len = blen;
+	s->encoding = encoding;
 	s->off = 0;
 	s->handed = 0;
 	s->refused_rewind = false;
@@ -1168,7 +1295,10 @@ tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len)
 	s->id = 0;
 	s->user = NULL;
 	s->t0 = now_ns();
-	if (curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len) != CURLE_OK)
+	if (curl_easy_setopt(s->easy, CURLOPT_URL, url) != CURLE_OK ||
+	        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, hdr) != CURLE_OK ||
+	        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len) !=
+	                CURLE_OK)
 		return -EIO;
 	cc = curl_easy_perform(s->easy);
 	finish(ch, s, cc, &ch->last);
@@ -1198,6 +1328,19 @@ tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len)
 }
 
 int
+tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len)
+{
+	if (out)
+		*out = NULL;
+	if (len)
+		*len = 0;
+	if (sql == NULL || *sql == '\0')
+		return -EINVAL;
+	return sync_request(
+	        ch, ch->query.url, ch->hdr_plain, TL_CH_COMPRESS_NONE, sql, strlen(sql), out, len);
+}
+
+int
 tl_ch_version(struct tl_ch *ch, struct tl_ch_server_version *v)
 {
 	char *text = NULL;
@@ -1218,6 +1361,155 @@ tl_ch_version(struct tl_ch *ch, struct tl_ch_server_version *v)
 	memcpy(v->text, text, len + 1);
 	free(text);
 	return 0;
+}
+
+/* ---- negotiation, query ids ---------------------------------------------------------- */
+
+/* The answer to a probe says the server cannot read the encoding (rather than, say,
+ * refusing the credentials or being overloaded, which says nothing about it). */
+static bool
+probe_refused(const struct tl_ch_result *r)
+{
+	switch (r->ch_code) {
+	case 39:  /* TOO_LARGE_SIZE_COMPRESSED */
+	case 40:  /* CHECKSUM_DOESNT_MATCH */
+	case 62:  /* SYNTAX_ERROR: the body was read without decoding it */
+	case 89:  /* UNKNOWN_COMPRESSION_METHOD: "Unknown Content-Encoding" (18.16) */
+	case 115: /* UNKNOWN_SETTING: decompress= taken for a setting */
+	case 271: /* CANNOT_DECOMPRESS */
+	case 354: /* ZLIB_INFLATE_FAILED */
+	case 561: /* ZSTD_DECODER_FAILED */
+		return true;
+	case 0:
+		/* No ClickHouse code: a proxy in front refusing the encoding. */
+		return r->http_status == 415;
+	default:
+		return false;
+	}
+}
+
+/*
+ * POST a compressed `SELECT 1`. @return 1 if the server answered "1", 0 if it refused the
+ * encoding, or the error of the request (nothing learnt).
+ */
+static int
+probe(struct tl_ch *ch, int codec)
+{
+	static const char sql[] = "SELECT 1";
+	unsigned char buf[128];
+	char *answer = NULL;
+	size_t n = 0, alen = 0;
+	int rc;
+
+	if (codec == TL_CH_COMPRESS_ZSTD) {
+		n = ZSTD_compress2(ch->zc, buf, sizeof(buf), sql, sizeof(sql) - 1);
+		if (ZSTD_isError(n))
+			return -EIO;
+		rc = sync_request(ch, ch->query.url, ch->hdr_zstd, codec, buf, n, &answer, &alen);
+	} else {
+		rc = tl_chblock_compress(sql, sizeof(sql) - 1, buf, sizeof(buf), &n);
+		if (rc < 0)
+			return -EIO;
+		rc = sync_request(ch, ch->probe_url, ch->hdr_plain, codec, buf, n, &answer, &alen);
+	}
+	if (rc == -EREMOTEIO && probe_refused(&ch->last))
+		return 0;
+	if (rc < 0)
+		return rc;
+	/* A 200 with anything but "1" is a server (or proxy) that did not run our query. */
+	rc = alen >= 1 && answer[0] == '1' && (alen == 1 || answer[1] == '\n');
+	if (!rc)
+		snprintf(ch->last.message, sizeof(ch->last.message),
+		        "unexpected answer to SELECT 1");
+	free(answer);
+	return rc;
+}
+
+int
+tl_ch_negotiate(struct tl_ch *ch, int *effective)
+{
+	int want = ch->conf.compression;
+	int rc = 0;
+
+	switch (want) {
+	case TL_CH_COMPRESS_NONE:
+	case TL_CH_COMPRESS_GZIP:
+		ch->codec = want;
+		break;
+	case TL_CH_COMPRESS_AUTO:
+	case TL_CH_COMPRESS_ZSTD:
+	case TL_CH_COMPRESS_LZ4: {
+		int probed = want == TL_CH_COMPRESS_LZ4 ? TL_CH_COMPRESS_LZ4 : TL_CH_COMPRESS_ZSTD;
+		int ok = probe(ch, probed);
+
+		if (ok < 0) {
+			TL_WARN("uplink: cannot probe ClickHouse for %s: %s (%s); compression "
+			        "stays %s",
+			        tl_ch_compression_names[probed], tl_strerror(ok), ch->last.message,
+			        tl_ch_compression_names[ch->codec]);
+			rc = ok;
+			break;
+		}
+		if (ok) {
+			ch->codec = probed;
+			TL_INFO("uplink: compression %s%s: the server takes it",
+			        tl_ch_compression_names[probed],
+			        want == TL_CH_COMPRESS_AUTO ? " (auto)" : "");
+			break;
+		}
+		ch->codec = TL_CH_COMPRESS_GZIP;
+		if (want == TL_CH_COMPRESS_AUTO) {
+			TL_INFO("uplink: compression gzip (auto): the server does not take zstd "
+			        "(%s)",
+			        ch->last.message);
+			break;
+		}
+		TL_ERR("uplink: compression %s is not supported by this ClickHouse (%s); "
+		       "sending gzip instead",
+		        tl_ch_compression_names[want], ch->last.message);
+		rc = -ENOTSUP;
+		break;
+	}
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	if (effective)
+		*effective = ch->codec;
+	return rc;
+}
+
+int
+tl_ch_compression(const struct tl_ch *ch)
+{
+	return ch->codec;
+}
+
+int
+tl_ch_query_running(struct tl_ch *ch, const char *query_id, bool *running)
+{
+	char sql[128 + TL_CH_QUERY_ID_MAX];
+	char *out = NULL, *end;
+	unsigned long long n;
+	int rc;
+
+	*running = false;
+	if (!valid_query_id(query_id))
+		return -EINVAL;
+	/* The id needs no quoting beyond the quotes: valid_query_id allows no quote or
+	 * backslash. The query itself runs under a fresh id of its own. */
+	snprintf(sql, sizeof(sql), "SELECT count() FROM system.processes WHERE query_id = '%s'",
+	        query_id);
+	rc = tl_ch_query(ch, sql, &out, NULL);
+	if (rc < 0)
+		return rc;
+	errno = 0;
+	n = strtoull(out, &end, 10);
+	rc = end == out || (*end != '\n' && *end != '\0') || errno ? -EPROTO : 0;
+	free(out);
+	if (rc == 0)
+		*running = n > 0;
+	return rc;
 }
 
 /* ---- asynchronous inserts ------------------------------------------------------------ */
@@ -1266,9 +1558,11 @@ grow(void *pp, size_t *cap, size_t need)
 	return 0;
 }
 
-/* Build base + "query=INSERT INTO `db`.`t` (cols) FORMAT fmt" into the slot's URL. */
+/* Build base + "query=INSERT INTO `db`.`t` (cols) FORMAT fmt" [+ "&decompress=1"]
+ * [+ "&query_id=id"] into the slot's URL. The id needs no escaping (valid_query_id). */
 static int
-build_url(struct tl_ch *ch, struct slot *s, const char *db, const struct tl_ch_insert *ins)
+build_url(struct tl_ch *ch, struct slot *s, const char *db, const struct tl_ch_insert *ins,
+        bool framed)
 {
 	const char *cols = ins->columns && *ins->columns ? ins->columns : NULL;
 	size_t raw = strlen(db) + strlen(ins->table) + strlen(ins->format) + 40 +
@@ -1277,7 +1571,8 @@ build_url(struct tl_ch *ch, struct slot *s, const char *db, const struct tl_ch_i
 	size_t o = blen;
 	int rc;
 
-	rc = grow(&s->url, &s->url_cap, blen + 6 + 3 * raw + 1);
+	rc = grow(&s->url, &s->url_cap,
+	        blen + 6 + 3 * raw + sizeof("&decompress=1&query_id=") + TL_CH_QUERY_ID_MAX + 1);
 	if (rc < 0)
 		return rc;
 	memcpy(s->url, ch->base, blen);
@@ -1295,7 +1590,67 @@ build_url(struct tl_ch *ch, struct slot *s, const char *db, const struct tl_ch_i
 	}
 	pct_append(s->url, &o, "FORMAT ");
 	pct_append(s->url, &o, ins->format);
+	if (framed) {
+		memcpy(s->url + o, "&decompress=1", 13);
+		o += 13;
+	}
+	if (ins->query_id) {
+		size_t n = strlen(ins->query_id);
+
+		memcpy(s->url + o, "&query_id=", 10);
+		o += 10;
+		memcpy(s->url + o, ins->query_id, n);
+		o += n;
+	}
 	s->url[o] = '\0';
+	return 0;
+}
+
+/* Compress @p len bytes at @p body into the slot's buffer with @p codec. */
+static int
+compress_body(struct tl_ch *ch, struct slot *s, int codec, const void *body, size_t len)
+{
+	size_t bound, n = 0;
+	int rc;
+
+	switch (codec) {
+	case TL_CH_COMPRESS_GZIP:
+		bound = libdeflate_gzip_compress_bound(ch->gz, len);
+		break;
+	case TL_CH_COMPRESS_ZSTD:
+		bound = ZSTD_compressBound(len);
+		break;
+	case TL_CH_COMPRESS_LZ4:
+		bound = tl_chblock_bound(len);
+		if (bound == 0)
+			return -ENOMEM;
+		break;
+	default:
+		return -EINVAL;
+	}
+	rc = grow(&s->zbuf, &s->zcap, bound);
+	if (rc < 0)
+		return rc;
+	switch (codec) {
+	case TL_CH_COMPRESS_GZIP:
+		n = libdeflate_gzip_compress(ch->gz, body, len, s->zbuf, s->zcap);
+		if (n == 0)
+			return -EIO;
+		break;
+	case TL_CH_COMPRESS_ZSTD:
+		/* One frame with its content size; the context keeps its workspace. */
+		n = ZSTD_compress2(ch->zc, s->zbuf, s->zcap, body, len);
+		if (ZSTD_isError(n))
+			return -EIO;
+		break;
+	default:
+		rc = tl_chblock_compress(body, len, s->zbuf, s->zcap, &n);
+		if (rc < 0)
+			return -EIO;
+		break;
+	}
+	s->body = s->zbuf;
+	s->len = n;
 	return 0;
 }
 
@@ -1303,36 +1658,46 @@ int
 tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins)
 {
 	const char *db = ins->database ? ins->database : ch->database;
-	bool gzip = ins->body_is_gzip;
+	struct curl_slist *hdr = ch->hdr_plain;
+	int enc;
 	struct slot *s;
 	int rc;
 
 	if (ins->table == NULL || !valid_name(ins->table) || !valid_name(db) ||
 	        !valid_format(ins->format) || !valid_columns(ins->columns) || ins->body == NULL ||
-	        ins->len == 0)
+	        ins->len == 0 || (ins->query_id && !valid_query_id(ins->query_id)))
 		return -EINVAL;
+	switch (ins->kind) {
+	case TL_CH_BODY_PLAIN:
+		enc = ch->codec;
+		break;
+	case TL_CH_BODY_GZIP:
+		enc = TL_CH_COMPRESS_GZIP;
+		break;
+	case TL_CH_BODY_CHLZ4:
+		enc = TL_CH_COMPRESS_LZ4;
+		break;
+	default:
+		return -EINVAL;
+	}
 	if (ch->n_free == 0)
 		return -EBUSY;
 	s = &ch->slots[ch->free_idx[ch->n_free - 1]];
-	rc = build_url(ch, s, db, ins);
+	rc = build_url(ch, s, db, ins, enc == TL_CH_COMPRESS_LZ4);
 	if (rc < 0)
 		return rc;
 	s->body = ins->body;
 	s->len = ins->len;
-	if (!gzip && ch->gz) {
-		size_t bound = libdeflate_gzip_compress_bound(ch->gz, ins->len);
-		size_t n;
-
-		rc = grow(&s->zbuf, &s->zcap, bound);
+	if (ins->kind == TL_CH_BODY_PLAIN && enc != TL_CH_COMPRESS_NONE) {
+		rc = compress_body(ch, s, enc, ins->body, ins->len);
 		if (rc < 0)
 			return rc;
-		n = libdeflate_gzip_compress(ch->gz, ins->body, ins->len, s->zbuf, s->zcap);
-		if (n == 0)
-			return -EIO;
-		s->body = s->zbuf;
-		s->len = n;
-		gzip = true;
 	}
+	if (enc == TL_CH_COMPRESS_GZIP)
+		hdr = ch->hdr_gzip;
+	else if (enc == TL_CH_COMPRESS_ZSTD)
+		hdr = ch->hdr_zstd;
+	s->encoding = enc;
 	s->id = ins->id;
 	s->user = ins->user;
 	s->off = 0;
@@ -1343,8 +1708,7 @@ tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins)
 	s->hdr_code = 0;
 	s->errbuf[0] = '\0';
 	if (curl_easy_setopt(s->easy, CURLOPT_URL, s->url) != CURLE_OK ||
-	        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER,
-	                gzip ? ch->hdr_gzip : ch->hdr_plain) != CURLE_OK ||
+	        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, hdr) != CURLE_OK ||
 	        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len) !=
 	                CURLE_OK)
 		return -EIO;

@@ -6,11 +6,48 @@
  * number of in-flight slots.
  *
  * Works with Debian's ClickHouse 18.16 and current releases: the query goes in the URL
- * (`?query=INSERT ...`), the rows in the POST body as given (RowBinary, TSV, ...), gzip
- * bodies with `Content-Encoding: gzip`, credentials as HTTP basic auth (never in the URL).
- * The error code comes from the `X-ClickHouse-Exception-Code` header when the server
- * sends one (current releases), else from the `Code: N` that starts every ClickHouse
- * error text (18.16 sends no header).
+ * (`?query=INSERT ...`), the rows in the POST body (RowBinary, TSV, ...), credentials as
+ * HTTP basic auth (never in the URL). The error code comes from the
+ * `X-ClickHouse-Exception-Code` header when the server sends one (current releases),
+ * else from the `Code: N` that starts every ClickHouse error text (18.16 sends no header).
+ *
+ * ## Compression (`uplink.compression`)
+ *
+ * - gzip: `Content-Encoding: gzip` (libdeflate, gzip_level). Every release takes it.
+ * - zstd: `Content-Encoding: zstd` (libzstd, zstd_level). Current releases take it;
+ *   18.16 answers code 89 "Unknown Content-Encoding".
+ * - lz4: ClickHouse's own framing (tl_chblock.h: LZ4 blocks with CityHash128 checksums)
+ *   with `decompress=1` in the URL. 18.16 and current releases take it.
+ * - none: bodies as given.
+ * - auto (the default): zstd if the server takes it, else gzip.
+ *
+ * Why: one core compressing ~2 MB of sink_output rows (tests/uplink/test_chblock.c,
+ * this machine): gzip level 1 ~350 MB/s at 5.7x, zstd level 1 ~970 MB/s at 9.5x, the LZ4
+ * framing ~1020 MB/s at 4.5x. zstd is both smaller and nearly as fast as LZ4, so it wins
+ * wherever the server takes it. Without it (18.16), gzip rather than LZ4 because:
+ * - an appliance usually reaches its ClickHouse over a WAN or shared uplink where bytes
+ *   are the limit (and cost egress): LZ4 sends about a quarter more bytes than gzip;
+ * - a gzip body ends with a trailer, so a body cut short fails as a whole. 18.16 takes
+ *   a plain body cut at a row boundary, or a framed one cut at a block boundary, as
+ *   complete and inserts that prefix (ClickHouse issue #9666, fixed in later releases;
+ *   reproduced here on 18.16);
+ * - gzip is the one encoding every HTTP proxy or load balancer understands.
+ * A core's throughput is min(speed, link rate x ratio), so LZ4 overtakes gzip once the
+ * link carries more than about 75 MB/s (600 Mbit/s) per compressing core: same rack,
+ * loopback. There choose lz4 explicitly (it also costs the server the least to
+ * decompress); auto never picks it.
+ *
+ * Until tl_ch_negotiate() has run, auto sends gzip and an explicit choice is used as is.
+ * The codec applies to TL_CH_BODY_PLAIN bodies; gzip and framed LZ4 bodies (a spooled
+ * batch already compressed) go out as they are whatever the codec.
+ *
+ * ## Query ids
+ *
+ * An insert may carry a `query_id` (sent as the `query_id=` URL parameter). ClickHouse
+ * refuses a second query with the id of one still running (code 216), and
+ * tl_ch_query_running() asks system.processes whether an id is running. Together they
+ * close the window of an ambiguous insert: after a timeout, wait until the id no longer
+ * runs, then count the rows, then resend if they are missing.
  *
  * ## Outcome of an insert (enum tl_ch_outcome)
  *
@@ -27,7 +64,14 @@
  *     memory limit 241, too many queries 202, timeouts 159/209, read-only 164/242, ...);
  *     authentication and grants (192, 193, 194, 195, 291, 497, 516, or HTTP 401/403
  *     without a code) also set TL_CH_F_AUTH so the caller can alert;
- *   - an HTTP 4xx without a ClickHouse code (a proxy refused the request itself).
+ *   - an HTTP 4xx without a ClickHouse code (a proxy refused the request itself);
+ *   - code 216 (QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING) with TL_CH_F_QUERY_RUNNING: this
+ *     attempt was refused before it started, but an earlier attempt with the same
+ *     query id is still running and may yet land: wait for it (tl_ch_query_running())
+ *     and check the rows before resending, as for TL_CH_AMBIGUOUS;
+ *   - code 89 (UNKNOWN_COMPRESSION_METHOD) with TL_CH_F_ENCODING | TL_CH_F_MAYBE_DATA:
+ *     the server does not know the Content-Encoding (a server downgraded behind the
+ *     URL: call tl_ch_negotiate() again), or a framed block's method byte is damaged.
  *   A ClickHouse error means the INSERT failed as a whole: rows are parsed into one block
  *   before anything is written as long as a batch stays below the server's
  *   max_insert_block_size (1,048,576 rows by default; TL_BATCH_MAX_ROWS) and the format
@@ -37,16 +81,25 @@
  *   and a proxy's HTTP 413 sets it too; after a few such retries the caller should
  *   bisect as for TL_CH_REJECT.
  * - TL_CH_REJECT: ClickHouse refused the data itself (tl_ch_is_data_error(): 6, 19, 25,
- *   26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 128, 130, 131, 190, 321, 349, 354, 376,
- *   407, 441, 467, 691). Nothing was written; resending the same body fails the same
- *   way: bisect it (pipeline/tl_batch.h row ends) and quarantine the bad rows. Checked
- *   against 18.16: a truncated RowBinary row is 33, bad TSV/JSON 27, a bad date 38,
- *   datetime 41, FixedString overflow 131, a corrupt gzip body 354.
+ *   26, 27, 32, 33, 38, 39, 40, 41, 53, 69, 70, 72, 117, 128, 130, 131, 190, 271, 321,
+ *   349, 354, 376, 407, 441, 467, 561, 691). Nothing was written; resending the same body
+ *   fails the same way: bisect it (pipeline/tl_batch.h row ends) and quarantine the bad
+ *   rows. Checked against 18.16: a truncated RowBinary row is 33, bad TSV/JSON 27, a bad
+ *   date 38, datetime 41, FixedString overflow 131, a corrupt gzip body 354, a framed
+ *   LZ4 block with a wrong checksum 40.
+ *   When the body's compression rather than its rows is at fault, TL_CH_F_ENCODING is
+ *   set: 354 (gzip), 561 (zstd), 39, 40 and 271 (LZ4 framing: size, checksum, data).
+ *   Bisecting such a body by rows is pointless: rebuild it from the plain rows (a framed
+ *   body decodes with tl_chblock_decode(), which names the damaged block) and send that;
+ *   only if the plain rows are refused too are the rows at fault.
  * - TL_CH_AMBIGUOUS: body bytes were handed to the connection but no complete answer
  *   came (timeout, reset, server killed mid-request, HTTP 200 cut short), or an HTTP 5xx
  *   without a ClickHouse code (a proxy's 502/504: the server behind it may have
  *   written the rows), or code 319 (UNKNOWN_STATUS_OF_INSERT). The rows may or may not
- *   have landed: check before resending.
+ *   have landed: check before resending. With a plain or LZ4-framed body on 18.16 they
+ *   may also have landed in part (a prefix: see the gzip rationale above): count rows,
+ *   do not assume all or nothing. If the insert carried a query id, wait until it no
+ *   longer runs (tl_ch_query_running()) before counting.
  *
  * "Sent" is counted by this client, not by libcurl's counters: libcurl silently resends
  * a request on a fresh connection when a reused one died without an answer, which could
@@ -60,8 +113,9 @@
  * (thread-safe) and never cleaned up. Signals are not used (CURLOPT_NOSIGNAL): the
  * process must ignore SIGPIPE, as TLS writes to a closed peer raise it.
  *
- * Slots, their easy handles, URL, response and gzip buffers are allocated at open; a
- * buffer grows only when a larger request than any before comes, so steady-state inserts
+ * Slots, their easy handles, URL, response and compression buffers are allocated at
+ * open (the zstd context's workspace on its first use); a buffer (and that workspace)
+ * grows only when a larger request than any before comes, so steady-state inserts
  * allocate nothing in this module (libcurl allocates internally per transfer).
  *
  * Secrets: the password is read from a file or an environment variable at open, sent
@@ -82,11 +136,16 @@
 #define TL_CH_PATH_LEN 256
 #define TL_CH_MAX_IN_FLIGHT 64
 
+/** `uplink.compression`, and the effective codec after tl_ch_negotiate(). */
 enum tl_ch_compression {
-	TL_CH_COMPRESS_NONE, /**< send bodies as given */
-	TL_CH_COMPRESS_GZIP, /**< gzip plain bodies with libdeflate before sending */
+	TL_CH_COMPRESS_NONE, /**< send plain bodies as given */
+	TL_CH_COMPRESS_GZIP, /**< gzip plain bodies with libdeflate (Content-Encoding: gzip) */
+	TL_CH_COMPRESS_ZSTD, /**< zstd plain bodies with libzstd (Content-Encoding: zstd) */
+	TL_CH_COMPRESS_LZ4,  /**< ClickHouse LZ4 framing (tl_chblock.h) with decompress=1 */
+	TL_CH_COMPRESS_AUTO, /**< zstd if the server takes it, else gzip (configuration only) */
 };
 
+/** "none", "gzip", "zstd", "lz4", "auto", NULL: indexed by enum tl_ch_compression. */
 extern const char *const tl_ch_compression_names[];
 
 /** The `uplink:` section of a profile (tl_uplink_opts). */
@@ -105,6 +164,10 @@ struct tl_uplink_conf {
 	uint64_t backoff_max;               /**< ns, cap of any retry delay */
 	int compression;                    /**< enum tl_ch_compression */
 	uint64_t gzip_level;                /**< libdeflate level 1..12 */
+	uint64_t zstd_level;                /**< libzstd level 1..19 */
+	uint64_t insert_bytes;              /**< largest INSERT body (uncompressed), bytes */
+	uint64_t insert_delay;              /**< ns a partial INSERT waits while others fly */
+	bool verify_rows;                   /**< walk every row against its table's types */
 };
 
 extern const struct tl_opt tl_uplink_opts[];
@@ -130,11 +193,13 @@ enum tl_ch_outcome {
 const char *tl_ch_outcome_name(enum tl_ch_outcome o);
 
 /* Result flags (struct tl_ch_result.flags). */
-#define TL_CH_F_TRANSPORT 0x1u   /**< no HTTP answer: see curl_code */
-#define TL_CH_F_TLS 0x2u         /**< TLS handshake or certificate failure */
-#define TL_CH_F_AUTH 0x4u        /**< credentials or grants refused: alert */
-#define TL_CH_F_SCHEMA 0x8u      /**< table, column or database missing: re-apply DDL */
-#define TL_CH_F_MAYBE_DATA 0x10u /**< retryable, but may be caused by the body itself */
+#define TL_CH_F_TRANSPORT 0x1u      /**< no HTTP answer: see curl_code */
+#define TL_CH_F_TLS 0x2u            /**< TLS handshake or certificate failure */
+#define TL_CH_F_AUTH 0x4u           /**< credentials or grants refused: alert */
+#define TL_CH_F_SCHEMA 0x8u         /**< table, column or database missing: re-apply DDL */
+#define TL_CH_F_MAYBE_DATA 0x10u    /**< retryable, but may be caused by the body itself */
+#define TL_CH_F_ENCODING 0x20u      /**< the body's compression was refused, not its rows */
+#define TL_CH_F_QUERY_RUNNING 0x40u /**< code 216: an earlier attempt may still land */
 
 #define TL_CH_MSG_LEN 192
 
@@ -148,21 +213,35 @@ struct tl_ch_result {
 	int ch_code;                 /**< ClickHouse error code, 0 if none */
 	int curl_code;               /**< CURLcode, 0 if the transfer completed */
 	uint64_t latency_ns;         /**< submit to completion */
-	uint64_t bytes_sent;         /**< body bytes handed to the connection (as sent: gzip'd) */
+	uint64_t bytes_sent;         /**< body bytes handed to the connection (as sent) */
+	int encoding;                /**< enum tl_ch_compression the body went out in */
 	char message[TL_CH_MSG_LEN]; /**< first line of the error, truncated; "" if OK */
 };
+
+/** What an insert's body holds (struct tl_ch_insert.kind). */
+enum tl_ch_body {
+	TL_CH_BODY_PLAIN = 0, /**< rows: compressed by the client with the effective codec */
+	TL_CH_BODY_GZIP,      /**< a gzip member: sent as is with Content-Encoding: gzip */
+	TL_CH_BODY_CHLZ4,     /**< framed LZ4 blocks (tl_chblock.h): as is, decompress=1 */
+};
+
+/** Longest query id tl_ch_submit() and tl_ch_query_running() take. */
+#define TL_CH_QUERY_ID_MAX 64
 
 /** One insert: `INSERT INTO database.table (columns) FORMAT format` + body. */
 struct tl_ch_insert {
 	uint64_t id;          /**< caller's id (batch id), returned in the result */
 	const char *database; /**< NULL: the client's database */
 	const char *table;
-	const char *columns; /**< "a, b, c" or NULL/"" for all columns in table order */
-	const char *format;  /**< e.g. "RowBinary" */
-	const void *body;    /**< must stay valid until tl_ch_poll returns this insert */
-	size_t len;          /**< > 0 */
-	bool body_is_gzip;   /**< body is gzip: sent as is with Content-Encoding: gzip */
-	void *user;          /**< returned in the result */
+	const char *columns;  /**< "a, b, c" or NULL/"" for all columns in table order */
+	const char *format;   /**< e.g. "RowBinary" */
+	const void *body;     /**< must stay valid until tl_ch_poll returns this insert */
+	size_t len;           /**< > 0 */
+	enum tl_ch_body kind; /**< what body holds; 0 (TL_CH_BODY_PLAIN) for rows */
+	/** NULL, or 1..TL_CH_QUERY_ID_MAX characters of [A-Za-z0-9_.:-], sent as query_id=.
+	 * Copied at submit. Reuse it when resending the same rows. */
+	const char *query_id;
+	void *user; /**< returned in the result */
 };
 
 /**
@@ -173,9 +252,10 @@ struct tl_ch_insert {
  * conf->database and is removed from the URL (so `CREATE DATABASE` works through it).
  *
  * @return 0 and *out set; -EINVAL if the configuration is unusable (bad URL, a password
- *         in the URL, both password sources set, bad name); -ENOENT if password_env is
- *         not set; -errno if password_file cannot be read; -E2BIG if the password is
- *         longer than 1023 bytes; -ENOMEM; -EIO if libcurl or libdeflate fail.
+ *         in the URL, both password sources set, bad name, a level or compression out
+ *         of range); -ENOENT if password_env is not set; -errno if password_file cannot
+ *         be read; -E2BIG if the password is longer than 1023 bytes; -ENOMEM; -EIO if
+ *         libcurl, libdeflate or libzstd fail.
  *         Problems are logged (names, never the secret).
  */
 int tl_ch_open(const struct tl_uplink_conf *conf, struct tl_ch **out);
@@ -205,7 +285,10 @@ const char *tl_ch_database(const struct tl_ch *ch);
  */
 int tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len);
 
-/** @return the result of the last tl_ch_query (or tl_ch_version); owned by @p ch. */
+/**
+ * @return the result of the last synchronous request (tl_ch_query, tl_ch_version,
+ *         tl_ch_query_running, tl_ch_negotiate's probe); owned by @p ch.
+ */
 const struct tl_ch_result *tl_ch_last_error(const struct tl_ch *ch);
 
 struct tl_ch_server_version {
@@ -220,12 +303,53 @@ struct tl_ch_server_version {
 int tl_ch_version(struct tl_ch *ch, struct tl_ch_server_version *v);
 
 /**
- * Start an insert. Plain bodies are gzip'd into the slot's buffer when compression is
- * gzip; the request goes out during tl_ch_poll().
+ * Probe the server once for the configured compression and settle the codec plain
+ * bodies are sent with from now on. Synchronous (one small request at most); does not
+ * drive inserts in flight meanwhile. Call it after open and again after the server
+ * changed (e.g. TL_CH_F_ENCODING on code 89).
+ *
+ * - none, gzip: nothing to probe (every release takes them).
+ * - zstd: POST `SELECT 1` compressed with zstd, `Content-Encoding: zstd`; supported if
+ *   the answer is "1".
+ * - lz4: POST `SELECT 1` as one framed LZ4 block with `decompress=1` (the server
+ *   decompresses the body before parsing the query from it; 18.16 and current).
+ * - auto: the zstd probe; zstd if supported, else gzip.
+ *
+ * A server that answers a probe with an error about the encoding (code 89, 354, 561,
+ * 39, 40, 271, 62 or 115, or HTTP 415) does not support it.
+ *
+ * @param effective NULL, or out: the codec now in use (enum tl_ch_compression, never
+ *                  AUTO).
+ * @return 0; -ENOTSUP if an explicit zstd or lz4 is not supported: logged as an error,
+ *         and the client falls back to gzip (the caller may close it instead); the
+ *         errors of tl_ch_query() if a probe got no usable answer (unreachable,
+ *         credentials, overloaded): the codec is unchanged (auto stays gzip); -ENOMEM;
+ *         -EIO if a compressor fails.
+ */
+int tl_ch_negotiate(struct tl_ch *ch, int *effective);
+
+/** @return the codec plain bodies are sent with now (enum tl_ch_compression, not AUTO). */
+int tl_ch_compression(const struct tl_ch *ch);
+
+/**
+ * Whether a query with this id is running on the server (system.processes; 18.16 and
+ * current). The answer is about the server the URL reaches (one replica) and about
+ * now: a request still travelling (in socket buffers after the client gave up) starts
+ * after it. To close the ambiguous-insert window, have seen the id running or let the
+ * server's receive timeout pass before trusting "not running".
+ * @return 0 and *running; -EINVAL if @p query_id is not a valid query id; the errors of
+ *         tl_ch_query(); -EPROTO if the answer is not a count.
+ */
+int tl_ch_query_running(struct tl_ch *ch, const char *query_id, bool *running);
+
+/**
+ * Start an insert. A plain body is compressed into the slot's buffer with the effective
+ * codec (gzip, zstd or LZ4 framing); gzip and framed bodies are sent as they are. The
+ * request goes out during tl_ch_poll().
  * @return 0; -EBUSY if max_in_flight inserts are in flight; -EINVAL if the insert is
  *         malformed (no table/format/body, a name with a backquote or control
- *         character); -ENOMEM if a buffer could not grow; -EIO on a libcurl or
- *         libdeflate failure.
+ *         character, an unknown kind, a bad query id); -ENOMEM if a buffer could not
+ *         grow; -EIO on a libcurl, libdeflate or libzstd failure.
  */
 int tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins);
 

@@ -30,8 +30,10 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <libdeflate.h>
+#include <zstd.h>
 
 #include "tl_ch.h"
+#include "tl_chblock.h"
 #include "tl_log.h"
 #include "tl_opt.h"
 #include "tl_test_clickhouse.h"
@@ -44,6 +46,8 @@
 #define BAD_PW_ENV "TL_TEST_CH_BAD_PASSWORD"
 #define SEC UINT64_C(1000000000)
 #define MS UINT64_C(1000000)
+#define PLAIN TL_CH_BODY_PLAIN
+#define GZIPPED TL_CH_BODY_GZIP
 
 static const char users_xml[] =
         "<?xml version=\"1.0\"?>\n"
@@ -237,7 +241,7 @@ collect(struct tl_ch *ch, struct tl_ch_result *res, unsigned want)
 
 static struct tl_ch_result
 insert_one(struct tl_ch *ch, const char *db, const char *table, const char *cols, const char *fmt,
-        const void *body, size_t len, bool gz)
+        const void *body, size_t len, enum tl_ch_body kind)
 {
 	struct tl_ch_insert ins = {.id = 4242,
 	        .database = db,
@@ -246,7 +250,7 @@ insert_one(struct tl_ch *ch, const char *db, const char *table, const char *cols
 	        .format = fmt,
 	        .body = body,
 	        .len = len,
-	        .body_is_gzip = gz,
+	        .kind = kind,
 	        .user = &ins};
 	struct tl_ch_result r;
 
@@ -290,6 +294,8 @@ b64(const char *in)
 	return out;
 }
 
+static void rt_rows(struct buf *b, uint32_t from, uint32_t to);
+
 /* ---- fake servers ---------------------------------------------------------------------- */
 
 enum fake_mode {
@@ -297,6 +303,7 @@ enum fake_mode {
 	FAKE_RESET_MID_BODY, /* read part of the body, then reset the connection */
 	FAKE_DIE_ON_REUSE,   /* answer the first request, read the second, close silently */
 	FAKE_BACKLOG_FULL,   /* never accept: connects beyond the backlog time out */
+	FAKE_SMART,          /* a current ClickHouse in miniature: see fake_smart() */
 };
 
 struct fake {
@@ -310,6 +317,12 @@ struct fake {
 	atomic_int connections;
 	int fillers[4];
 	char head[4096]; /* the first request head */
+	/* FAKE_SMART */
+	int probe_mode;       /* 0: a current server; 1: refuses credentials; 2: odd 200 */
+	atomic_int requests;  /* requests answered */
+	char last_head[4096]; /* the last request's head and body */
+	unsigned char *last_body;
+	size_t last_len;
 };
 
 static ssize_t
@@ -400,6 +413,150 @@ fake_answer_200(int fd)
 }
 
 static void
+fake_send(int fd, const char *status, const char *body)
+{
+	char b[512];
+	int n = snprintf(b, sizeof(b),
+	        "HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s", status,
+	        strlen(body), body);
+
+	if (write(fd, b, (size_t)n) < 0)
+		return;
+}
+
+/* Decode a body as a current ClickHouse would: Content-Encoding gzip or zstd, then
+ * decompress=1 framing. @return malloc'd bytes (NUL-terminated) or NULL if undecodable. */
+static char *
+fake_decode(const char *head, const unsigned char *body, size_t len, size_t *out_len)
+{
+	const char *line_end = strstr(head, "\r\n");
+	bool framed = line_end && memmem(head, (size_t)(line_end - head), "decompress=1", 12);
+	unsigned char *a = malloc(len + 1), *b = NULL;
+	size_t n = len;
+
+	memcpy(a, body, len);
+	if (strcasestr(head, "\r\nContent-Encoding: zstd\r\n")) {
+		unsigned long long sz = ZSTD_getFrameContentSize(a, n);
+
+		if (sz == ZSTD_CONTENTSIZE_ERROR || sz == ZSTD_CONTENTSIZE_UNKNOWN || sz > 64 << 20)
+			goto bad;
+		b = malloc(sz + 1);
+		if (ZSTD_isError(n = ZSTD_decompress(b, sz, a, n)) || n != sz)
+			goto bad;
+		free(a);
+		a = b;
+		b = NULL;
+	} else if (strcasestr(head, "\r\nContent-Encoding: gzip\r\n")) {
+		struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+		size_t cap = 64 << 20;
+
+		b = malloc(cap + 1);
+		if (libdeflate_gzip_decompress(d, a, n, b, cap, &n) != LIBDEFLATE_SUCCESS) {
+			libdeflate_free_decompressor(d);
+			goto bad;
+		}
+		libdeflate_free_decompressor(d);
+		free(a);
+		a = b;
+		b = NULL;
+	}
+	if (framed) {
+		size_t raw = 0;
+
+		if (tl_chblock_raw_size(a, n, &raw, NULL) < 0)
+			goto bad;
+		b = malloc(raw + 1);
+		if (tl_chblock_decode(a, n, b, raw, &n, NULL) < 0)
+			goto bad;
+		free(a);
+		a = b;
+		b = NULL;
+	}
+	a[n] = '\0';
+	*out_len = n;
+	return (char *)a;
+bad:
+	free(a);
+	free(b);
+	return NULL;
+}
+
+/* Answer a request like a current ClickHouse that takes zstd: a body without query= is
+ * a query, answered "1" if it decodes to SELECT 1; inserts get 200. One request per
+ * connection (this fake serves one connection at a time). */
+static void
+fake_smart(struct fake *f, int fd)
+{
+	{
+		char h[16384];
+		size_t hl = 0, extra, got;
+		char *end = NULL, *cl, *dec;
+		long clen;
+		unsigned char *body;
+		bool query;
+
+		while (end == NULL) {
+			ssize_t n;
+
+			if (hl >= sizeof(h) - 1)
+				return;
+			n = fake_read(f, fd, h + hl, sizeof(h) - 1 - hl);
+			if (n <= 0)
+				return;
+			hl += (size_t)n;
+			h[hl] = '\0';
+			end = strstr(h, "\r\n\r\n");
+		}
+		cl = strcasestr(h, "\r\nContent-Length:");
+		clen = cl ? strtol(cl + 17, NULL, 10) : 0;
+		extra = hl - (size_t)(end + 4 - h);
+		body = malloc((size_t)clen + 1);
+		if (body == NULL)
+			return;
+		got = extra < (size_t)clen ? extra : (size_t)clen;
+		memcpy(body, end + 4, got);
+		while (got < (size_t)clen) {
+			ssize_t n = fake_read(f, fd, body + got, (size_t)clen - got);
+
+			if (n <= 0) {
+				free(body);
+				return;
+			}
+			got += (size_t)n;
+		}
+		end[2] = '\0';
+		snprintf(f->last_head, sizeof(f->last_head), "%.4000s", h);
+		free(f->last_body);
+		f->last_body = body;
+		f->last_len = got;
+		strtok(h, "\r");
+		query = strstr(h, "?query=") == NULL && strstr(h, "&query=") == NULL;
+		if (!query) {
+			fake_send(fd, "200 OK", "");
+		} else if (f->probe_mode == 1) {
+			fake_send(fd, "403 Forbidden",
+			        "Code: 516. DB::Exception: default: Authentication failed");
+		} else if (f->probe_mode == 2) {
+			fake_send(fd, "200 OK", "hello\n");
+		} else {
+			size_t dl = 0;
+
+			dec = fake_decode(f->last_head, f->last_body, f->last_len, &dl);
+			if (dec && strcmp(dec, "SELECT 1") == 0)
+				fake_send(fd, "200 OK", "1\n");
+			else if (dec &&
+			         strncmp(dec, "SELECT count() FROM system.processes", 36) == 0)
+				fake_send(fd, "200 OK", "0\n");
+			else
+				fake_send(fd, "400 Bad Request",
+				        "Code: 62. DB::Exception: Syntax error (SYNTAX_ERROR)");
+			free(dec);
+		}
+		atomic_fetch_add(&f->requests, 1);
+	}
+}
+
+static void
 fake_conn(struct fake *f, int fd, int idx)
 {
 	char b[256];
@@ -432,6 +589,9 @@ fake_conn(struct fake *f, int fd, int idx)
 		}
 		break;
 	case FAKE_BACKLOG_FULL:
+		break;
+	case FAKE_SMART:
+		fake_smart(f, fd);
 		break;
 	}
 	close(fd);
@@ -499,6 +659,8 @@ fake_stop(struct fake *f)
 		if (f->fillers[i] >= 0)
 			close(f->fillers[i]);
 	close(f->lfd);
+	free(f->last_body);
+	f->last_body = NULL;
 }
 
 static void
@@ -536,8 +698,9 @@ test_conf_defaults_as_documented(void **state)
 	assert_int_equal(c.max_in_flight, 4);
 	assert_int_equal(c.backoff_initial, 100 * MS);
 	assert_int_equal(c.backoff_max, 30 * SEC);
-	assert_int_equal(c.compression, TL_CH_COMPRESS_GZIP);
+	assert_int_equal(c.compression, TL_CH_COMPRESS_AUTO);
 	assert_int_equal(c.gzip_level, 1);
+	assert_int_equal(c.zstd_level, 1);
 	assert_int_equal(tl_uplink_check(&c, msg, sizeof(msg)), 0);
 	/* Neither password option holds the secret: config show may print them. */
 	for (const struct tl_opt *o = tl_uplink_opts; o->name; o++)
@@ -641,7 +804,7 @@ test_insert_request_on_the_wire(void **state)
 	snprintf(c.password_env, sizeof(c.password_env), PW_ENV);
 	c.compression = TL_CH_COMPRESS_GZIP;
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "sink_output", "a, `b c`", "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "sink_output", "a, `b c`", "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_AMBIGUOUS);
 	tl_ch_close(ch);
 	fake_stop(&f);
@@ -665,8 +828,8 @@ test_insert_request_on_the_wire(void **state)
 static void
 test_classify_rules_as_documented(void **state)
 {
-	static const int data_codes[] = {6, 19, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117,
-	        128, 130, 131, 190, 321, 349, 354, 376, 407, 441, 467, 691};
+	static const int data_codes[] = {6, 19, 25, 26, 27, 32, 33, 38, 39, 40, 41, 53, 69, 70, 72,
+	        117, 128, 130, 131, 190, 271, 321, 349, 354, 376, 407, 441, 467, 561, 691};
 	static const struct {
 		int curl, http, code;
 		bool sent;
@@ -705,6 +868,18 @@ test_classify_rules_as_documented(void **state)
 	        {0, 403, 516, true, TL_CH_RETRY, TL_CH_F_AUTH},
 	        {0, 500, 497, true, TL_CH_RETRY, TL_CH_F_AUTH},
 	        {0, 500, 319, true, TL_CH_AMBIGUOUS, 0},
+	        /* the body's compression: rebuild from the rows rather than bisect */
+	        {0, 500, 40, true, TL_CH_REJECT, TL_CH_F_ENCODING},
+	        {0, 500, 39, true, TL_CH_REJECT, TL_CH_F_ENCODING},
+	        {0, 500, 271, true, TL_CH_REJECT, TL_CH_F_ENCODING},
+	        {0, 500, 354, true, TL_CH_REJECT, TL_CH_F_ENCODING},
+	        {0, 500, 561, true, TL_CH_REJECT, TL_CH_F_ENCODING},
+	        /* an encoding the server does not know: never a reject */
+	        {0, 500, 89, true, TL_CH_RETRY, TL_CH_F_ENCODING | TL_CH_F_MAYBE_DATA},
+	        /* the same query id still running: retry later, the earlier may land */
+	        {0, 500, 216, true, TL_CH_RETRY, TL_CH_F_QUERY_RUNNING},
+	        {0, 400, 216, false, TL_CH_RETRY, TL_CH_F_QUERY_RUNNING},
+	        {0, 500, 33, true, TL_CH_REJECT, 0},
 	        /* no ClickHouse code: a proxy */
 	        {0, 502, 0, true, TL_CH_AMBIGUOUS, 0},
 	        {0, 504, 0, true, TL_CH_AMBIGUOUS, 0},
@@ -885,6 +1060,24 @@ test_open_secret_sources_errors(void **state)
 	c.gzip_level = 13;
 	assert_int_equal(tl_ch_open(&c, &ch), -EINVAL);
 	assert_null(ch);
+	c.gzip_level = 1;
+	c.zstd_level = 20;
+	assert_int_equal(tl_ch_open(&c, &ch), -EINVAL);
+	c.compression = TL_CH_COMPRESS_LZ4; /* zstd_level only matters for auto and zstd */
+	ch = open_ch(&c);
+	tl_ch_close(ch);
+	c.compression = TL_CH_COMPRESS_AUTO + 1;
+	assert_int_equal(tl_ch_open(&c, &ch), -EINVAL);
+	c.compression = -1;
+	assert_int_equal(tl_ch_open(&c, &ch), -EINVAL);
+	assert_null(ch);
+	/* the names are the enum's order */
+	assert_string_equal(tl_ch_compression_names[TL_CH_COMPRESS_NONE], "none");
+	assert_string_equal(tl_ch_compression_names[TL_CH_COMPRESS_GZIP], "gzip");
+	assert_string_equal(tl_ch_compression_names[TL_CH_COMPRESS_ZSTD], "zstd");
+	assert_string_equal(tl_ch_compression_names[TL_CH_COMPRESS_LZ4], "lz4");
+	assert_string_equal(tl_ch_compression_names[TL_CH_COMPRESS_AUTO], "auto");
+	assert_null(tl_ch_compression_names[TL_CH_COMPRESS_AUTO + 1]);
 }
 
 static void
@@ -896,7 +1089,9 @@ test_submit_poll_bad_arguments_einval(void **state)
 	const char body[] = "x";
 	const struct tl_ch_insert good = {
 	        .table = "t", .format = "RowBinary", .body = body, .len = 1};
-	struct tl_ch_insert bad[] = {good, good, good, good, good, good, good, good, good, good};
+	struct tl_ch_insert bad[] = {good, good, good, good, good, good, good, good, good, good,
+	        good, good, good, good, good, good, good};
+	bool running = true;
 
 	(void)state;
 	base_conf(&c, "http://127.0.0.1:9/");
@@ -911,8 +1106,23 @@ test_submit_poll_bad_arguments_einval(void **state)
 	bad[7].body = NULL;
 	bad[8].len = 0;
 	bad[9].table = "t\x01";
+	bad[10].kind = (enum tl_ch_body)3;
+	bad[11].kind = (enum tl_ch_body) - 1;
+	bad[12].query_id = "";
+	bad[13].query_id = "a'b";
+	bad[14].query_id = "a b";
+	bad[15].query_id = "xy123456789012345678901234567890123456789012345678901234567890123";
+	bad[16].query_id = "q\\x";
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(tl_ch_submit(ch, &bad[i]), -EINVAL);
+	for (size_t i = 12; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(tl_ch_query_running(ch, bad[i].query_id, &running), -EINVAL);
+		assert_false(running);
+	}
+	assert_int_equal(tl_ch_query_running(ch, NULL, &running), -EINVAL);
+	/* 64 characters is the longest id; the server is down: a transport error */
+	assert_int_equal(strlen(bad[15].query_id), 65);
+	assert_int_equal(tl_ch_query_running(ch, bad[15].query_id + 1, &running), -ECONNREFUSED);
 	assert_int_equal(tl_ch_in_flight(ch), 0);
 	assert_int_equal(tl_ch_poll(ch, 0, &r, 0), -EINVAL);
 	assert_int_equal(tl_ch_poll(ch, 0, NULL, 1), -EINVAL);
@@ -939,7 +1149,7 @@ test_insert_no_answer_ambiguous(void **state)
 	fake_start(&f, FAKE_NEVER_ANSWER);
 	fake_conf(&c, &f);
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_AMBIGUOUS);
 	assert_int_equal(r.curl_code, CURLE_OPERATION_TIMEDOUT);
 	assert_int_equal(r.http_status, 0);
@@ -968,7 +1178,7 @@ test_insert_reset_mid_body_ambiguous(void **state)
 	fake_conf(&c, &f);
 	c.timeout = 5 * SEC;
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, len, false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, len, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_AMBIGUOUS);
 	assert_int_equal(r.http_status, 0);
 	assert_true(r.bytes_sent > 0);
@@ -997,15 +1207,15 @@ test_insert_reused_connection_dies_not_resent(void **state)
 	c.max_in_flight = 1;
 	c.timeout = 5 * SEC;
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(r.http_status, 200);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_AMBIGUOUS);
 	assert_int_equal(r.bytes_sent, sizeof(body));
 	assert_non_null(strstr(r.message, "after the body was sent"));
 	/* a third insert works on a fresh connection */
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	tl_ch_close(ch);
 	fake_stop(&f);
@@ -1028,7 +1238,7 @@ test_insert_connect_timeout_retry(void **state)
 	c.connect_timeout = 200 * MS;
 	c.timeout = 5 * SEC;
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.curl_code, CURLE_OPERATION_TIMEDOUT);
 	assert_int_equal(r.bytes_sent, 0);
@@ -1039,7 +1249,7 @@ test_insert_connect_timeout_retry(void **state)
 	c.url[4] = 's';
 	assert_true(strncmp(c.url, "https://127.0.0.1:", 18) == 0);
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.curl_code, CURLE_OPERATION_TIMEDOUT);
 	assert_int_equal(r.flags, TL_CH_F_TRANSPORT);
@@ -1060,7 +1270,7 @@ test_insert_dns_failure_retry(void **state)
 	base_conf(&c, "http://tapline-no-such-host.invalid:8123/");
 	c.connect_timeout = 1 * SEC;
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_true(r.curl_code == CURLE_COULDNT_RESOLVE_HOST ||
 	            r.curl_code == CURLE_OPERATION_TIMEDOUT);
@@ -1153,7 +1363,7 @@ tls_try(const char *cert, const char *key, const char *ca_file, bool verify)
 	c.timeout = 700 * MS; /* s_server holds a POST without answering */
 	snprintf(c.ca_file, sizeof(c.ca_file), "%s", ca_file ? ca_file : "");
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	print_message("tls: %s curl %d after %.2f s: %s\n", tl_ch_outcome_name(r.outcome),
 	        r.curl_code, (double)r.latency_ns / 1e9, r.message);
 	tl_ch_close(ch);
@@ -1217,7 +1427,7 @@ test_tls_to_plain_http_port_retry(void **state)
 	 * timeout): both are TLS failures before the body. */
 	c.connect_timeout = 300 * MS;
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), false);
+	r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
 	print_message("https to http: %s curl %d flags %#x: %s\n", tl_ch_outcome_name(r.outcome),
 	        r.curl_code, r.flags, r.message);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
@@ -1227,6 +1437,216 @@ test_tls_to_plain_http_port_retry(void **state)
 	assert_int_equal(r.bytes_sent, 0);
 	assert_int_equal(tl_ch_query(ch, "SELECT 1", NULL, NULL), -EPROTO);
 	tl_ch_close(ch);
+}
+
+/* The request line of the last request the fake answered. */
+static void
+last_line(const struct fake *f, char *out, size_t cap)
+{
+	const char *e = strstr(f->last_head, "\r\n");
+
+	assert_non_null(e);
+	snprintf(out, cap, "%.*s", (int)(e - f->last_head), f->last_head);
+}
+
+/* What each codec and body kind puts on the wire; the bodies decode to the rows. */
+static void
+test_insert_codecs_on_the_wire(void **state)
+{
+	static const struct {
+		int codec;
+		enum tl_ch_body kind;
+		const char *ce; /* Content-Encoding, NULL: none */
+		bool framed;    /* decompress=1 */
+		int encoding;   /* the result's */
+	} cases[] = {
+	        {TL_CH_COMPRESS_NONE, PLAIN, NULL, false, TL_CH_COMPRESS_NONE},
+	        {TL_CH_COMPRESS_GZIP, PLAIN, "gzip", false, TL_CH_COMPRESS_GZIP},
+	        {TL_CH_COMPRESS_ZSTD, PLAIN, "zstd", false, TL_CH_COMPRESS_ZSTD},
+	        {TL_CH_COMPRESS_LZ4, PLAIN, NULL, true, TL_CH_COMPRESS_LZ4},
+	        {TL_CH_COMPRESS_AUTO, PLAIN, "gzip", false, TL_CH_COMPRESS_GZIP},
+	        /* compressed bodies go out as they are, whatever the codec */
+	        {TL_CH_COMPRESS_ZSTD, GZIPPED, "gzip", false, TL_CH_COMPRESS_GZIP},
+	        {TL_CH_COMPRESS_LZ4, GZIPPED, "gzip", false, TL_CH_COMPRESS_GZIP},
+	        {TL_CH_COMPRESS_NONE, TL_CH_BODY_CHLZ4, NULL, true, TL_CH_COMPRESS_LZ4},
+	        {TL_CH_COMPRESS_ZSTD, TL_CH_BODY_CHLZ4, NULL, true, TL_CH_COMPRESS_LZ4},
+	        {TL_CH_COMPRESS_GZIP, TL_CH_BODY_CHLZ4, NULL, true, TL_CH_COMPRESS_LZ4},
+	};
+	struct buf rows = {0};
+	struct libdeflate_compressor *gz = libdeflate_alloc_compressor(1);
+	unsigned char *gzb, *fr;
+	size_t gzl, frl = 0;
+	struct fake f;
+
+	(void)state;
+	/* 2.5 MB of rows: several LZ4 blocks, buffers grow past their first size */
+	rt_rows(&rows, 0, 24000);
+	assert_true(rows.len > 2 * 1024 * 1024);
+	gzb = malloc(libdeflate_gzip_compress_bound(gz, rows.len));
+	fr = malloc(tl_chblock_bound(rows.len));
+	assert_non_null(gzb);
+	assert_non_null(fr);
+	gzl = libdeflate_gzip_compress(
+	        gz, rows.p, rows.len, gzb, libdeflate_gzip_compress_bound(gz, rows.len));
+	assert_true(gzl > 0);
+	assert_int_equal(
+	        tl_chblock_compress(rows.p, rows.len, fr, tl_chblock_bound(rows.len), &frl), 0);
+	fake_start(&f, FAKE_SMART);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tl_uplink_conf c;
+		struct tl_ch *ch;
+		struct tl_ch_insert ins = {.id = i,
+		        .table = "t",
+		        .format = "RowBinary",
+		        .kind = cases[i].kind,
+		        .query_id = i % 2 ? "tapline-0123:ab.c_d-9" : NULL};
+		struct tl_ch_result r;
+		char line[2048], *dec;
+		size_t dl = 0;
+
+		if (cases[i].kind == PLAIN) {
+			ins.body = rows.p;
+			ins.len = rows.len;
+		} else if (cases[i].kind == GZIPPED) {
+			ins.body = gzb;
+			ins.len = gzl;
+		} else {
+			ins.body = fr;
+			ins.len = frl;
+		}
+		fake_conf(&c, &f);
+		c.timeout = 10 * SEC;
+		c.compression = cases[i].codec;
+		ch = open_ch(&c);
+		assert_int_equal(tl_ch_compression(ch), cases[i].codec == TL_CH_COMPRESS_AUTO
+		                                                ? TL_CH_COMPRESS_GZIP
+		                                                : cases[i].codec);
+		/* twice: the second reuses the slot's grown buffer */
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(tl_ch_submit(ch, &ins), 0);
+			collect(ch, &r, 1);
+			assert_int_equal(r.outcome, TL_CH_OK);
+			assert_int_equal(r.encoding, cases[i].encoding);
+		}
+		last_line(&f, line, sizeof(line));
+		if (cases[i].framed)
+			assert_non_null(strstr(line, "&decompress=1"));
+		else
+			assert_null(strstr(line, "decompress"));
+		if (ins.query_id)
+			assert_non_null(strstr(line, "&query_id=tapline-0123:ab.c_d-9 HTTP/1.1"));
+		else
+			assert_null(strstr(line, "query_id"));
+		if (cases[i].ce) {
+			char want[64];
+
+			snprintf(want, sizeof(want), "\r\nContent-Encoding: %s\r\n", cases[i].ce);
+			assert_non_null(strstr(f.last_head, want));
+		} else {
+			assert_null(strcasestr(f.last_head, "Content-Encoding"));
+		}
+		assert_int_equal(r.bytes_sent, f.last_len);
+		if (cases[i].kind != PLAIN) {
+			/* sent byte for byte */
+			assert_int_equal(f.last_len, ins.len);
+			assert_memory_equal(f.last_body, ins.body, ins.len);
+		} else if (cases[i].codec != TL_CH_COMPRESS_NONE) {
+			assert_true(f.last_len < rows.len / 2);
+		}
+		/* whatever the encoding, the server gets the rows back */
+		dec = fake_decode(f.last_head, f.last_body, f.last_len, &dl);
+		assert_non_null(dec);
+		assert_int_equal(dl, rows.len);
+		assert_memory_equal(dec, rows.p, rows.len);
+		free(dec);
+		tl_ch_close(ch);
+	}
+	/* zstd by hand: one frame, its content size recorded, level 1 */
+	{
+		struct tl_uplink_conf c;
+		struct tl_ch *ch;
+		struct tl_ch_result r;
+		unsigned char *back = malloc(rows.len);
+
+		fake_conf(&c, &f);
+		c.compression = TL_CH_COMPRESS_ZSTD;
+		c.timeout = 10 * SEC;
+		ch = open_ch(&c);
+		r = insert_one(ch, NULL, "t", NULL, "RowBinary", rows.p, rows.len, PLAIN);
+		assert_int_equal(r.outcome, TL_CH_OK);
+		assert_int_equal(ZSTD_getFrameContentSize(f.last_body, f.last_len), rows.len);
+		assert_int_equal(ZSTD_findFrameCompressedSize(f.last_body, f.last_len), f.last_len);
+		assert_int_equal(
+		        ZSTD_decompress(back, rows.len, f.last_body, f.last_len), rows.len);
+		assert_memory_equal(back, rows.p, rows.len);
+		free(back);
+		tl_ch_close(ch);
+	}
+	fake_stop(&f);
+	libdeflate_free_compressor(gz);
+	free(gzb);
+	free(fr);
+	free(rows.p);
+}
+
+/* Against a server that takes zstd (a fake current ClickHouse): auto picks zstd. */
+static void
+test_negotiate_current_server_fake(void **state)
+{
+	static const struct {
+		int conf;
+		int probe_mode;
+		int rc;
+		int effective;
+		int probes; /* requests sent */
+	} cases[] = {
+	        {TL_CH_COMPRESS_AUTO, 0, 0, TL_CH_COMPRESS_ZSTD, 1},
+	        {TL_CH_COMPRESS_ZSTD, 0, 0, TL_CH_COMPRESS_ZSTD, 1},
+	        {TL_CH_COMPRESS_LZ4, 0, 0, TL_CH_COMPRESS_LZ4, 1},
+	        {TL_CH_COMPRESS_GZIP, 0, 0, TL_CH_COMPRESS_GZIP, 0},
+	        {TL_CH_COMPRESS_NONE, 0, 0, TL_CH_COMPRESS_NONE, 0},
+	        /* credentials refused: nothing learnt, the codec stays */
+	        {TL_CH_COMPRESS_AUTO, 1, -EACCES, TL_CH_COMPRESS_GZIP, 1},
+	        {TL_CH_COMPRESS_ZSTD, 1, -EACCES, TL_CH_COMPRESS_ZSTD, 1},
+	        /* a 200 that is not our answer: not supported */
+	        {TL_CH_COMPRESS_AUTO, 2, 0, TL_CH_COMPRESS_GZIP, 1},
+	        {TL_CH_COMPRESS_ZSTD, 2, -ENOTSUP, TL_CH_COMPRESS_GZIP, 1},
+	        {TL_CH_COMPRESS_LZ4, 2, -ENOTSUP, TL_CH_COMPRESS_GZIP, 1},
+	};
+	struct fake f;
+
+	(void)state;
+	fake_start(&f, FAKE_SMART);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tl_uplink_conf c;
+		struct tl_ch *ch;
+		int eff = -1, before = atomic_load(&f.requests);
+		char body[64];
+		struct tl_ch_result r;
+
+		f.probe_mode = cases[i].probe_mode;
+		fake_conf(&c, &f);
+		c.compression = cases[i].conf;
+		ch = open_ch(&c);
+		assert_int_equal(tl_ch_negotiate(ch, &eff), cases[i].rc);
+		assert_int_equal(eff, cases[i].effective);
+		assert_int_equal(tl_ch_compression(ch), cases[i].effective);
+		assert_int_equal(atomic_load(&f.requests) - before, cases[i].probes);
+		if (cases[i].probes && cases[i].conf == TL_CH_COMPRESS_LZ4) {
+			assert_non_null(strstr(f.last_head, "decompress=1"));
+			assert_null(strstr(f.last_head, "Content-Encoding"));
+		} else if (cases[i].probes) {
+			assert_non_null(strstr(f.last_head, "\r\nContent-Encoding: zstd\r\n"));
+		}
+		/* inserts then use it */
+		memset(body, 'n', sizeof(body));
+		r = insert_one(ch, NULL, "t", NULL, "RowBinary", body, sizeof(body), PLAIN);
+		assert_int_equal(r.outcome, TL_CH_OK);
+		assert_int_equal(r.encoding, cases[i].effective);
+		assert_int_equal(tl_ch_negotiate(ch, NULL), cases[i].rc);
+		tl_ch_close(ch);
+	}
+	fake_stop(&f);
 }
 
 /* ---- against a real ClickHouse -------------------------------------------------------------- */
@@ -1339,13 +1759,13 @@ test_insert_rowbinary_plain_gzip_roundtrip(void **state)
 	rt_rows(&b3, 600, 900);
 
 	/* 1: plain body, no compression */
-	r = insert_one(plain, NULL, "rt", "id, s, n", "RowBinary", b1.p, b1.len, false);
+	r = insert_one(plain, NULL, "rt", "id, s, n", "RowBinary", b1.p, b1.len, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(r.http_status, 200);
 	assert_int_equal(r.bytes_sent, b1.len);
 	assert_string_equal(r.message, "");
 	/* 2: plain body, gzip'd by the client */
-	r = insert_one(gz, NULL, "rt", NULL, "RowBinary", b2.p, b2.len, false);
+	r = insert_one(gz, NULL, "rt", NULL, "RowBinary", b2.p, b2.len, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_true(r.bytes_sent > 0 && r.bytes_sent < b2.len);
 	/* 3: a body already gzip'd (as the encoder seals batches), sent as is */
@@ -1355,10 +1775,11 @@ test_insert_rowbinary_plain_gzip_roundtrip(void **state)
 	zlen = libdeflate_gzip_compress(
 	        comp, b3.p, b3.len, z, libdeflate_gzip_compress_bound(comp, b3.len));
 	assert_true(zlen > 0);
-	r = insert_one(plain, DB, "rt", "id, s, n", "RowBinary", z, zlen, true);
+	r = insert_one(plain, DB, "rt", "id, s, n", "RowBinary", z, zlen, GZIPPED);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(r.bytes_sent, zlen);
-	r = insert_one(gz, DB, "rt", "id,s,n", "RowBinary", z, zlen, true); /* not gzip'd twice */
+	r = insert_one(
+	        gz, DB, "rt", "id,s,n", "RowBinary", z, zlen, GZIPPED); /* not gzip'd twice */
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(r.bytes_sent, zlen);
 
@@ -1414,7 +1835,7 @@ test_insert_malformed_body_reject(void **state)
 	q_ok(ch, "CREATE TABLE " DB ".rj (a UInt32, s String, d DateTime) ENGINE = MergeTree() "
 	         "ORDER BY a");
 
-	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", trunc, sizeof(trunc) - 1, false);
+	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", trunc, sizeof(trunc) - 1, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_REJECT);
 	assert_int_equal(r.ch_code, 33);
 	assert_int_equal(r.http_status, 500);
@@ -1423,20 +1844,21 @@ test_insert_malformed_body_reject(void **state)
 	assert_true(strncmp(r.message, "Code: 33", 8) == 0);
 	assert_null(strchr(r.message, '\n'));
 
-	r = insert_one(ch, NULL, "rj", "a, s", "TabSeparated", bad_tsv, sizeof(bad_tsv) - 1, false);
+	r = insert_one(ch, NULL, "rj", "a, s", "TabSeparated", bad_tsv, sizeof(bad_tsv) - 1, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_REJECT);
 	assert_int_equal(r.ch_code, 27);
 
 	r = insert_one(
-	        ch, NULL, "rj", "a, d", "TabSeparated", bad_date, sizeof(bad_date) - 1, false);
+	        ch, NULL, "rj", "a, d", "TabSeparated", bad_date, sizeof(bad_date) - 1, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_REJECT);
 	assert_int_equal(r.ch_code, 41);
 
-	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", not_gzip, sizeof(not_gzip) - 1, true);
+	r = insert_one(
+	        ch, NULL, "rj", "a, s", "RowBinary", not_gzip, sizeof(not_gzip) - 1, GZIPPED);
 	assert_int_equal(r.outcome, TL_CH_REJECT);
 	assert_int_equal(r.ch_code, 354);
 
-	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", huge, sizeof(huge) - 1, false);
+	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", huge, sizeof(huge) - 1, PLAIN);
 	print_message("absurd string length: code %d (%s)\n", r.ch_code, r.message);
 	if (r.ch_code == 241) { /* 18.16: memory limit instead of a parse error */
 		assert_int_equal(r.outcome, TL_CH_RETRY);
@@ -1450,7 +1872,7 @@ test_insert_malformed_body_reject(void **state)
 	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".rj"), 0);
 	put_u32(&ok, 1);
 	put_str(&ok, "fine", 4);
-	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", ok.p, ok.len, false);
+	r = insert_one(ch, NULL, "rj", "a, s", "RowBinary", ok.p, ok.len, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".rj"), 1);
 	free(ok.p);
@@ -1466,19 +1888,19 @@ test_insert_missing_table_column_database_retry_schema(void **state)
 
 	(void)state;
 	q_ok(ch, "CREATE TABLE IF NOT EXISTS " DB ".sc (a UInt32) ENGINE = MergeTree() ORDER BY a");
-	r = insert_one(ch, NULL, "no_such_table", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "no_such_table", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.ch_code, 60);
 	assert_int_equal(r.flags, TL_CH_F_SCHEMA);
-	r = insert_one(ch, NULL, "sc", "a, no_such_column", "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "sc", "a, no_such_column", "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.ch_code, 16);
 	assert_int_equal(r.flags, TL_CH_F_SCHEMA);
-	r = insert_one(ch, "tl_no_such_db", "sc", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, "tl_no_such_db", "sc", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.ch_code, 81);
 	assert_int_equal(r.flags, TL_CH_F_SCHEMA);
-	r = insert_one(ch, NULL, "sc", NULL, "NoSuchFormat", body, 4, false);
+	r = insert_one(ch, NULL, "sc", NULL, "NoSuchFormat", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.ch_code, 73);
 	tl_ch_close(ch);
@@ -1493,14 +1915,14 @@ test_insert_server_stopped_retry_then_ok(void **state)
 
 	(void)state;
 	q_ok(ch, "CREATE TABLE IF NOT EXISTS " DB ".ss (a UInt32) ENGINE = MergeTree() ORDER BY a");
-	r = insert_one(ch, NULL, "ss", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "ss", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	/* ClickHouse waits for open keep-alive connections when it stops: drop ours */
 	tl_ch_close(ch);
 
 	assert_int_equal(tl_test_ch_stop(&srv), 0);
 	ch = open_default();
-	r = insert_one(ch, NULL, "ss", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "ss", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.curl_code, CURLE_COULDNT_CONNECT);
 	assert_int_equal(r.flags, TL_CH_F_TRANSPORT);
@@ -1510,7 +1932,7 @@ test_insert_server_stopped_retry_then_ok(void **state)
 	assert_int_equal(tl_ch_query(ch, "SELECT 1", NULL, NULL), -ECONNREFUSED);
 
 	assert_int_equal(tl_test_ch_restart(&srv), 0);
-	r = insert_one(ch, NULL, "ss", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "ss", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".ss"), 2);
 	tl_ch_close(ch);
@@ -1661,7 +2083,7 @@ test_auth_password_file_and_env_ok(void **state)
 	assert_string_equal(out, USER "\n");
 	free(out);
 	q_ok(ch, "CREATE TABLE IF NOT EXISTS " DB ".au (a UInt32) ENGINE = MergeTree() ORDER BY a");
-	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	tl_ch_close(ch);
 
@@ -1670,7 +2092,7 @@ test_auth_password_file_and_env_ok(void **state)
 	snprintf(c.user, sizeof(c.user), USER);
 	snprintf(c.password_env, sizeof(c.password_env), PW_ENV);
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_OK);
 	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".au"), 2);
 	tl_ch_close(ch);
@@ -1698,7 +2120,7 @@ test_auth_wrong_password_retry_flagged_never_shown(void **state)
 	snprintf(c.user, sizeof(c.user), USER);
 	snprintf(c.password_env, sizeof(c.password_env), BAD_PW_ENV);
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.flags, TL_CH_F_AUTH);
 	assert_true(r.ch_code == 193 || r.ch_code == 516);
@@ -1717,7 +2139,7 @@ test_auth_wrong_password_retry_flagged_never_shown(void **state)
 	snprintf(c.user, sizeof(c.user), "nobody");
 	snprintf(c.password_env, sizeof(c.password_env), PW_ENV);
 	ch = open_ch(&c);
-	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, false);
+	r = insert_one(ch, NULL, "au", NULL, "RowBinary", body, 4, PLAIN);
 	assert_int_equal(r.outcome, TL_CH_RETRY);
 	assert_int_equal(r.flags, TL_CH_F_AUTH);
 	assert_no_secret(r.message);
@@ -1756,6 +2178,306 @@ test_log_never_contains_password(void **state)
 	free(log);
 	free(enc);
 	free(enc_bad);
+}
+
+/* 18.16 takes gzip and the LZ4 framing, not zstd. */
+static void
+test_negotiate_clickhouse_18_16(void **state)
+{
+	static const struct {
+		int conf;
+		int rc;
+		int effective;
+	} cases[] = {
+	        {TL_CH_COMPRESS_AUTO, 0, TL_CH_COMPRESS_GZIP},
+	        {TL_CH_COMPRESS_ZSTD, -ENOTSUP, TL_CH_COMPRESS_GZIP},
+	        {TL_CH_COMPRESS_LZ4, 0, TL_CH_COMPRESS_LZ4},
+	        {TL_CH_COMPRESS_GZIP, 0, TL_CH_COMPRESS_GZIP},
+	        {TL_CH_COMPRESS_NONE, 0, TL_CH_COMPRESS_NONE},
+	};
+	struct tl_ch_server_version v;
+	struct buf rows = {0};
+
+	(void)state;
+	rt_rows(&rows, 0, 500);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tl_uplink_conf c;
+		struct tl_ch *ch;
+		struct tl_ch_result r;
+		int eff = -1;
+
+		base_conf(&c, srv.url);
+		c.compression = cases[i].conf;
+		ch = open_ch(&c);
+		assert_int_equal(tl_ch_version(ch, &v), 0);
+		if (i == 0 && v.major != 18)
+			print_message(
+			        "ClickHouse %s: the 18.16 expectations may not hold\n", v.text);
+		assert_int_equal(tl_ch_negotiate(ch, &eff), cases[i].rc);
+		assert_int_equal(eff, cases[i].effective);
+		if (cases[i].conf == TL_CH_COMPRESS_ZSTD)
+			assert_non_null(strstr(tl_ch_last_error(ch)->message, "Code: 89"));
+		if (i == 0) {
+			q_ok(ch, "CREATE TABLE " DB ".ng (id UInt32, s String, n Nullable(Int64)) "
+			         "ENGINE = MergeTree() ORDER BY id");
+		}
+		/* the negotiated codec inserts */
+		r = insert_one(ch, NULL, "ng", NULL, "RowBinary", rows.p, rows.len, PLAIN);
+		if (r.outcome != TL_CH_OK)
+			print_error("%s: %s\n", tl_ch_compression_names[cases[i].conf], r.message);
+		assert_int_equal(r.outcome, TL_CH_OK);
+		assert_int_equal(r.encoding, cases[i].effective);
+		tl_ch_close(ch);
+	}
+	{
+		struct tl_ch *ch = open_default();
+
+		assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".ng"),
+		        500 * (sizeof(cases) / sizeof(cases[0])));
+		/* every row of the 500 five times, whatever the codec */
+		assert_int_equal(
+		        q_u64(ch, "SELECT count() FROM (SELECT id FROM " DB ".ng GROUP BY "
+		                  "id, s, ifNull(toString(n), 'null') HAVING count() = 5)"),
+		        500);
+		tl_ch_close(ch);
+	}
+	free(rows.p);
+}
+
+/* Rows framed by the client (lz4), framed beforehand (chlz4 body) and, before
+ * negotiation, zstd that 18.16 refuses (89: retry, never reject). */
+static void
+test_insert_lz4_framed_roundtrip(void **state)
+{
+	struct tl_uplink_conf c;
+	struct tl_ch *lz, *plain, *zs;
+	struct buf b1 = {0}, b2 = {0}, all = {0};
+	unsigned char *fr;
+	size_t frl = 0;
+	struct tl_ch_result r;
+	char *out = NULL;
+	size_t len = 0;
+
+	(void)state;
+	base_conf(&c, srv.url);
+	c.compression = TL_CH_COMPRESS_LZ4;
+	lz = open_ch(&c);
+	c.compression = TL_CH_COMPRESS_NONE;
+	plain = open_ch(&c);
+	c.compression = TL_CH_COMPRESS_ZSTD;
+	zs = open_ch(&c);
+	q_ok(plain, "CREATE TABLE " DB ".lz (id UInt32, s String, n Nullable(Int64)) "
+	            "ENGINE = MergeTree() ORDER BY id");
+	/* more than 1 MiB each: several blocks */
+	rt_rows(&b1, 0, 15000);
+	rt_rows(&b2, 15000, 30000);
+	assert_true(b1.len > (1u << 20) && b2.len > (1u << 20));
+	r = insert_one(lz, NULL, "lz", "id, s, n", "RowBinary", b1.p, b1.len, PLAIN);
+	assert_int_equal(r.outcome, TL_CH_OK);
+	assert_int_equal(r.encoding, TL_CH_COMPRESS_LZ4);
+	assert_true(r.bytes_sent < b1.len / 2);
+	fr = malloc(tl_chblock_bound(b2.len));
+	assert_non_null(fr);
+	assert_int_equal(tl_chblock_compress(b2.p, b2.len, fr, tl_chblock_bound(b2.len), &frl), 0);
+	r = insert_one(plain, NULL, "lz", NULL, "RowBinary", fr, frl, TL_CH_BODY_CHLZ4);
+	assert_int_equal(r.outcome, TL_CH_OK);
+	assert_int_equal(r.bytes_sent, frl);
+	/* zstd to 18.16 before negotiating */
+	r = insert_one(zs, NULL, "lz", NULL, "RowBinary", b2.p, b2.len, PLAIN);
+	print_message("zstd body to %s: code %d (%s)\n", srv.url, r.ch_code, r.message);
+	if (r.outcome != TL_CH_OK) {
+		assert_int_equal(r.ch_code, 89);
+		assert_int_equal(r.outcome, TL_CH_RETRY);
+		assert_int_equal(r.flags, TL_CH_F_ENCODING | TL_CH_F_MAYBE_DATA);
+	}
+	put(&all, b1.p, b1.len);
+	put(&all, b2.p, b2.len);
+	assert_int_equal(tl_ch_query(plain,
+	                         "SELECT id, s, n FROM " DB ".lz ORDER BY id LIMIT 1 BY id "
+	                         "FORMAT RowBinary",
+	                         &out, &len),
+	        0);
+	assert_int_equal(len, all.len);
+	assert_memory_equal(out, all.p, all.len);
+	free(out);
+	assert_int_equal(q_u64(plain, "SELECT count() FROM " DB ".lz"),
+	        r.outcome == TL_CH_OK ? 45000 : 30000);
+	tl_ch_close(lz);
+	tl_ch_close(plain);
+	tl_ch_close(zs);
+	free(fr);
+	free(b1.p);
+	free(b2.p);
+	free(all.p);
+}
+
+/* Damaged frames: what 18.16 answers and how it is classified. Nothing lands. */
+static void
+test_insert_corrupt_frame_classified(void **state)
+{
+	struct tl_ch *ch;
+	struct tl_uplink_conf c;
+	struct buf rows = {0};
+	unsigned char *fr, *bad;
+	size_t frl = 0;
+	struct tl_ch_result r;
+
+	(void)state;
+	base_conf(&c, srv.url);
+	c.compression = TL_CH_COMPRESS_NONE;
+	ch = open_ch(&c);
+	q_ok(ch, "CREATE TABLE " DB ".cf (id UInt32, s String, n Nullable(Int64)) "
+	         "ENGINE = MergeTree() ORDER BY id");
+	rt_rows(&rows, 0, 2000);
+	fr = malloc(tl_chblock_bound(rows.len));
+	bad = malloc(tl_chblock_bound(rows.len));
+	assert_non_null(fr);
+	assert_non_null(bad);
+	assert_int_equal(
+	        tl_chblock_compress(rows.p, rows.len, fr, tl_chblock_bound(rows.len), &frl), 0);
+
+	/* one data byte flipped: the checksum catches it */
+	memcpy(bad, fr, frl);
+	bad[frl / 2] ^= 0x10;
+	r = insert_one(ch, NULL, "cf", NULL, "RowBinary", bad, frl, TL_CH_BODY_CHLZ4);
+	assert_int_equal(r.ch_code, 40);
+	assert_int_equal(r.outcome, TL_CH_REJECT);
+	assert_int_equal(r.flags, TL_CH_F_ENCODING);
+	assert_int_equal(r.http_status, 500);
+	assert_non_null(strstr(r.message, "Checksum doesn't match"));
+	/* the checksum itself damaged */
+	memcpy(bad, fr, frl);
+	bad[3] ^= 0x01;
+	r = insert_one(ch, NULL, "cf", NULL, "RowBinary", bad, frl, TL_CH_BODY_CHLZ4);
+	assert_int_equal(r.ch_code, 40);
+	assert_int_equal(r.outcome, TL_CH_REJECT);
+	/* the method byte damaged: refused before the checksum (89) */
+	memcpy(bad, fr, frl);
+	bad[16] = 0x83;
+	r = insert_one(ch, NULL, "cf", NULL, "RowBinary", bad, frl, TL_CH_BODY_CHLZ4);
+	print_message("bad method: code %d (%s)\n", r.ch_code, r.message);
+	assert_int_equal(r.ch_code, 89);
+	assert_int_equal(r.outcome, TL_CH_RETRY);
+	assert_int_equal(r.flags, TL_CH_F_ENCODING | TL_CH_F_MAYBE_DATA);
+	/* a compressed size beyond 1 GiB: refused before reading it */
+	memcpy(bad, fr, frl);
+	bad[20] = 0x50;
+	r = insert_one(ch, NULL, "cf", NULL, "RowBinary", bad, frl, TL_CH_BODY_CHLZ4);
+	print_message("huge size: code %d (%s)\n", r.ch_code, r.message);
+	assert_int_equal(r.ch_code, 39);
+	assert_int_equal(r.outcome, TL_CH_REJECT);
+	assert_int_equal(r.flags, TL_CH_F_ENCODING);
+	/* a good checksum over LZ4 data that does not decode to the stated size: current
+	 * releases decode with LZ4_decompress_safe (271); 18.16's own decoder trusts
+	 * checksummed sizes and reads past the block, so the rows end in garbage (into a
+	 * table of its own: what lands there is not ours to count) */
+	q_ok(ch, "CREATE TABLE " DB ".cf2 (id UInt32, s String, n Nullable(Int64)) "
+	         "ENGINE = MergeTree() ORDER BY id");
+	{
+		uint32_t raw = (uint32_t)fr[21] | (uint32_t)fr[22] << 8 | (uint32_t)fr[23] << 16 |
+		               (uint32_t)fr[24] << 24;
+		uint32_t zl = (uint32_t)fr[17] | (uint32_t)fr[18] << 8 | (uint32_t)fr[19] << 16 |
+		              (uint32_t)fr[20] << 24;
+		size_t n = 0;
+
+		assert_int_equal(zl + 16, frl); /* one block */
+		assert_int_equal(tl_chblock_wrap_lz4(fr + 25, zl - 9, raw + 100, bad,
+		                         tl_chblock_bound(rows.len), &n),
+		        0);
+		r = insert_one(ch, NULL, "cf2", NULL, "RowBinary", bad, n, TL_CH_BODY_CHLZ4);
+		print_message("wrong raw size: code %d (%s)\n", r.ch_code, r.message);
+		assert_int_not_equal(r.outcome, TL_CH_OK);
+		if (r.ch_code == 271) {
+			assert_int_equal(r.outcome, TL_CH_REJECT);
+			assert_int_equal(r.flags, TL_CH_F_ENCODING);
+		}
+	}
+	/* truncated: the rows end early */
+	r = insert_one(ch, NULL, "cf", NULL, "RowBinary", fr, frl - 7, TL_CH_BODY_CHLZ4);
+	print_message("truncated frame: code %d (%s)\n", r.ch_code, r.message);
+	assert_int_equal(r.outcome, TL_CH_REJECT);
+	assert_true(r.ch_code == 32 || r.ch_code == 33);
+	/* nothing landed; the intact frame does */
+	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".cf"), 0);
+	r = insert_one(ch, NULL, "cf", NULL, "RowBinary", fr, frl, TL_CH_BODY_CHLZ4);
+	assert_int_equal(r.outcome, TL_CH_OK);
+	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".cf"), 2000);
+	tl_ch_close(ch);
+	free(fr);
+	free(bad);
+	free(rows.p);
+}
+
+struct slow_query {
+	const char *id;
+	long status;
+};
+
+/* `SELECT sleep(2)` under query id q->id, by the tests' own HTTP client. */
+static void *
+slow_query_main(void *arg)
+{
+	struct slow_query *q = arg;
+	CURL *c = curl_easy_init();
+	char url[256];
+	static const char sql[] = "SELECT sleep(2)";
+	FILE *sink = fopen("/dev/null", "w");
+
+	snprintf(url, sizeof(url), "%s?query_id=%s", srv.url, q->id);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, sql);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);
+	curl_easy_cleanup(c);
+	fclose(sink);
+	return NULL;
+}
+
+/* An insert's query id reaches the server: one that is running makes it refuse the
+ * insert with 216 (retry later, never reject); tl_ch_query_running follows it. */
+static void
+test_insert_query_id_running_216_retry(void **state)
+{
+	struct tl_ch *ch = open_default();
+	struct slow_query q = {.id = "tl-test:slow.216_x"};
+	struct tl_ch_insert ins = {.table = "qi", .format = "RowBinary", .query_id = q.id};
+	struct tl_ch_result r;
+	pthread_t t;
+	bool running = true;
+	char body[4] = {7, 0, 0, 0};
+	time_t end;
+
+	(void)state;
+	q_ok(ch, "CREATE TABLE " DB ".qi (a UInt32) ENGINE = MergeTree() ORDER BY a");
+	assert_int_equal(tl_ch_query_running(ch, q.id, &running), 0);
+	assert_false(running);
+	assert_int_equal(pthread_create(&t, NULL, slow_query_main, &q), 0);
+	end = time(NULL) + 10;
+	do {
+		assert_int_equal(tl_ch_query_running(ch, q.id, &running), 0);
+		assert_true(time(NULL) < end);
+	} while (!running);
+	ins.body = body;
+	ins.len = sizeof(body);
+	assert_int_equal(tl_ch_submit(ch, &ins), 0);
+	collect(ch, &r, 1);
+	print_message("same query id: code %d (%s)\n", r.ch_code, r.message);
+	assert_int_equal(r.ch_code, 216);
+	assert_int_equal(r.outcome, TL_CH_RETRY);
+	assert_int_equal(r.flags, TL_CH_F_QUERY_RUNNING);
+	pthread_join(t, NULL);
+	assert_int_equal(q.status, 200);
+	assert_int_equal(tl_ch_query_running(ch, q.id, &running), 0);
+	assert_false(running);
+	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".qi"), 0);
+	/* the id is free again: the same insert goes in */
+	assert_int_equal(tl_ch_submit(ch, &ins), 0);
+	collect(ch, &r, 1);
+	assert_int_equal(r.outcome, TL_CH_OK);
+	assert_int_equal(q_u64(ch, "SELECT count() FROM " DB ".qi"), 1);
+	tl_ch_close(ch);
 }
 
 /* ---- bench ------------------------------------------------------------------------------------
@@ -1833,7 +2555,7 @@ bench_run(unsigned mif, bool client_gzip, struct buf *plain, unsigned char **gzb
 			        .format = "RowBinary",
 			        .body = client_gzip ? (void *)plain[k].p : (void *)gzb[k],
 			        .len = client_gzip ? plain[k].len : gzl[k],
-			        .body_is_gzip = !client_gzip};
+			        .kind = client_gzip ? TL_CH_BODY_PLAIN : TL_CH_BODY_GZIP};
 			int rc = tl_ch_submit(ch, &ins);
 
 			if (rc == -EBUSY)
@@ -1943,6 +2665,8 @@ main(void)
 	        cmocka_unit_test(test_insert_reused_connection_dies_not_resent),
 	        cmocka_unit_test(test_insert_connect_timeout_retry),
 	        cmocka_unit_test(test_insert_dns_failure_retry),
+	        cmocka_unit_test(test_insert_codecs_on_the_wire),
+	        cmocka_unit_test(test_negotiate_current_server_fake),
 	        cmocka_unit_test(test_close_with_inserts_in_flight),
 	        cmocka_unit_test(test_tls_verify_ca_file_and_off),
 	};
@@ -1952,6 +2676,10 @@ main(void)
 	        cmocka_unit_test(test_insert_rowbinary_plain_gzip_roundtrip),
 	        cmocka_unit_test(test_insert_malformed_body_reject),
 	        cmocka_unit_test(test_insert_missing_table_column_database_retry_schema),
+	        cmocka_unit_test(test_negotiate_clickhouse_18_16),
+	        cmocka_unit_test(test_insert_lz4_framed_roundtrip),
+	        cmocka_unit_test(test_insert_corrupt_frame_classified),
+	        cmocka_unit_test(test_insert_query_id_running_216_retry),
 	        cmocka_unit_test(test_submit_max_in_flight_ebusy),
 	        cmocka_unit_test(test_insert_many_concurrent_all_complete),
 	        cmocka_unit_test(test_auth_password_file_and_env_ok),
