@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tl_app.h"
+#include "tl_bench.h"
 #include "tl_bench_ref.h"
 #include "tl_cmd.h"
 #include "tl_corpus.h"
@@ -20,6 +21,7 @@
 #include "tl_pcapw.h"
 #include "tl_pipeline.h"
 #include "tl_encode.h"
+#include "tl_sink.h"
 #include "tl_spool.h"
 
 #ifndef TL_DATA_DIR
@@ -46,6 +48,15 @@ bench_usage(FILE *f)
 		"  -n, --events N      corpus size (default 20000)\n"
 		"  -t, --seconds S     minimum time per measurement (default 2)\n"
 		"      --seed N        corpus seed (default 1)\n"
+		"      --clickhouse URL  also measure end to end into this ClickHouse next to its\n"
+		"                      own ceiling (e.g. http://127.0.0.1:8123/; databases\n"
+		"                      tapline_bench_* are created and dropped)\n"
+		"      --e2e-events N  events per end-to-end round (default 100000)\n"
+		"      --rounds N      end-to-end rounds; figures are medians (default 3)\n"
+		"      --e2e-compression C  uplink wire compression for it (default none)\n"
+		"      --e2e-only      run only the end-to-end benchmark\n"
+		"      --clickhouse-pid P  report that server's CPU time per run\n"
+		"      --ceiling-chunk B   ceiling INSERTs of B bytes (default: one per table)\n"
 		"  -h, --help          this text\n");
 }
 
@@ -228,6 +239,69 @@ bench_pipeline(const char *name, const struct tl_app_config *cfg, const struct t
 	return rc;
 }
 
+/* What a worker spends to turn events into sealed batches with @p codec: extract +
+ * encode + compress, one core. */
+static int
+bench_encode(const struct tl_app_config *cfg, const struct tl_schema *schema,
+		const struct corpus_view *cv, int codec, double min_secs, double *events_per_s)
+{
+	struct tl_encode_conf ec = {
+		.appliance_id = "bench",
+		.batch_rows = (uint32_t)cfg->batch.rows,
+		.batch_bytes = (uint32_t)cfg->batch.bytes,
+		.codec = codec,
+		.gzip_level = (int)cfg->batch.gzip_level,
+	};
+	struct tl_encoder *enc = NULL;
+	static struct tl_event ev;
+	uint64_t n = 0, bytes = 0, stored = 0, raw = 0;
+	uint8_t *batch = NULL;
+	char name[64];
+	double t0, t;
+	size_t l;
+	int rc;
+
+	rc = tl_encoder_create(schema, TL_BATCH_SINK_OUTPUT, &ec, &enc);
+	if (rc < 0)
+		return rc;
+	batch = malloc(tl_encode_seal_max(enc));
+	if (batch == NULL) {
+		tl_encoder_free(enc);
+		return -ENOMEM;
+	}
+	t0 = now_s();
+	do {
+		for (uint32_t i = 0; i < cv->ev.n; i++) {
+			if (tl_json_extract(schema, cv->ev.buf + cv->ev.off[i], cv->ev.len[i], &ev) !=
+					TL_REASON_OK)
+				continue;
+			rc = tl_encode_event(enc, &ev, 0);
+			if (rc == -ENOBUFS || rc == 1) {
+				struct tl_batch_view v;
+
+				if (tl_encode_seal(enc, batch, tl_encode_seal_max(enc), &l) == 0 &&
+						tl_batch_parse(batch, l, &v) == 0) {
+					stored += v.hdr.body_len;
+					raw += v.raw_len;
+				}
+				if (rc == -ENOBUFS)
+					tl_encode_event(enc, &ev, 0);
+			}
+			n++;
+			bytes += cv->ev.len[i];
+		}
+	} while ((t = now_s() - t0) < min_secs);
+	snprintf(name, sizeof(name), "extract_encode_%s", tl_batch_codec_names[codec]);
+	*events_per_s = (double)n / t;
+	report(name, n, bytes, t);
+	if (raw)
+		printf("figure batch_ratio_%s %.2f x\n", tl_batch_codec_names[codec],
+				(double)raw / (double)stored);
+	free(batch);
+	tl_encoder_free(enc);
+	return 0;
+}
+
 static int
 bench_spool(const struct tl_app_config *cfg, const struct tl_schema *schema,
 		const struct corpus_view *cv, double min_secs)
@@ -236,6 +310,7 @@ bench_spool(const struct tl_app_config *cfg, const struct tl_schema *schema,
 		.appliance_id = "bench",
 		.batch_rows = (uint32_t)cfg->batch.rows,
 		.batch_bytes = (uint32_t)cfg->batch.bytes,
+		.codec = cfg->batch.compression,
 		.gzip_level = (int)cfg->batch.gzip_level,
 	};
 	struct tl_spool_bench_result r;
@@ -243,10 +318,19 @@ bench_spool(const struct tl_app_config *cfg, const struct tl_schema *schema,
 	struct tl_encoder *enc = NULL;
 	static struct tl_event ev;
 	char dir[] = "/tmp/tapline-bench-spool.XXXXXX";
+	double rate[3] = {0};
 	uint8_t *batch = NULL;
 	uint32_t rows = 0;
 	size_t len = 0;
 	int rc;
+
+	/* The three codecs side by side, then the profile's under its historical name. */
+	for (int c = TL_BATCH_CODEC_NONE; c <= TL_BATCH_CODEC_LZ4; c++)
+		if ((rc = bench_encode(cfg, schema, cv, c, min_secs / 2, &rate[c])) < 0)
+			return rc;
+	printf("figure extract_encode_events_per_s %.0f events/s\n", rate[cfg->batch.compression]);
+	printf("figure encode_lz4_vs_gzip %.2f x\n", rate[TL_BATCH_CODEC_LZ4] /
+			rate[TL_BATCH_CODEC_GZIP]);
 
 	rc = tl_encoder_create(schema, TL_BATCH_SINK_OUTPUT, &ec, &enc);
 	if (rc < 0)
@@ -270,30 +354,6 @@ bench_spool(const struct tl_app_config *cfg, const struct tl_schema *schema,
 	rc = tl_encode_seal(enc, batch, tl_encode_seal_max(enc), &len);
 	if (rc < 0)
 		goto done;
-	{
-		/* What a worker spends to produce those batches: encode + compress. */
-		uint64_t n = 0, bytes = 0;
-		double t0 = now_s(), t;
-		size_t l;
-
-		do {
-			for (uint32_t i = 0; i < cv->ev.n; i++) {
-				if (tl_json_extract(schema, cv->ev.buf + cv->ev.off[i], cv->ev.len[i],
-						    &ev) != TL_REASON_OK)
-					continue;
-				rc = tl_encode_event(enc, &ev, 0);
-				if (rc == -ENOBUFS || rc == 1) {
-					tl_encode_seal(enc, batch, tl_encode_seal_max(enc), &l);
-					if (rc == -ENOBUFS)
-						tl_encode_event(enc, &ev, 0);
-				}
-				n++;
-				bytes += cv->ev.len[i];
-			}
-		} while ((t = now_s() - t0) < min_secs);
-		rc = 0;
-		report("extract_encode", n, bytes, t);
-	}
 	if (mkdtemp(dir) == NULL) {
 		rc = -errno;
 		goto done;
@@ -307,9 +367,9 @@ bench_spool(const struct tl_app_config *cfg, const struct tl_schema *schema,
 	rmdir(dir);
 	if (rc < 0)
 		goto done;
-	printf("# spool: batches of %u events, %zu bytes stored (gzip level %llu), fsync per "
+	printf("# spool: batches of %u events, %zu bytes stored (%s), fsync per "
 	       "commit, %llu commits, commit p99 <= %.1f ms\n",
-			rows, len, (unsigned long long)cfg->batch.gzip_level,
+			rows, len, tl_batch_codec_names[cfg->batch.compression],
 			(unsigned long long)r.commits, r.commit_p99_ns / 1e6);
 	printf("figure spool_events_per_s %.0f events/s\n", r.events_per_s);
 	printf("figure spool_mb_per_s %.1f MB/s\n", r.mb_per_s);
@@ -345,9 +405,19 @@ tl_cmd_bench(int argc, char **argv)
 		{"events", required_argument, NULL, 'n'},
 		{"seconds", required_argument, NULL, 't'},
 		{"seed", required_argument, NULL, 'S'},
+		{"clickhouse", required_argument, NULL, 'C'},
+		{"e2e-events", required_argument, NULL, 'E'},
+		{"rounds", required_argument, NULL, 'R'},
+		{"e2e-compression", required_argument, NULL, 'Z'},
+		{"e2e-only", no_argument, NULL, 'O'},
+		{"clickhouse-pid", required_argument, NULL, 'P'},
+		{"ceiling-chunk", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct tl_bench_e2e_conf e2e = {.events = 100000, .rounds = 3};
+	cpu_set_t cpus;
+	bool e2e_only = false;
 	static struct tl_app_config cfg;
 	static struct frames jumbo, mtu1500;
 	const char *config = NULL, *data = getenv("TAPLINE_DATA");
@@ -381,6 +451,27 @@ tl_cmd_bench(int argc, char **argv)
 		case 'S':
 			seed = strtoull(optarg, NULL, 10);
 			break;
+		case 'C':
+			e2e.url = optarg;
+			break;
+		case 'E':
+			e2e.events = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'R':
+			e2e.rounds = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'Z':
+			e2e.compression = optarg;
+			break;
+		case 'O':
+			e2e_only = true;
+			break;
+		case 'P':
+			e2e.clickhouse_pid = atoi(optarg);
+			break;
+		case 'K':
+			e2e.ceiling_chunk = (size_t)strtoull(optarg, NULL, 10);
+			break;
 		case 'h':
 			bench_usage(stdout);
 			return TL_EXIT_OK;
@@ -389,7 +480,8 @@ tl_cmd_bench(int argc, char **argv)
 			return TL_EXIT_USAGE;
 		}
 	}
-	if (optind != argc || n_events == 0 || min_secs <= 0) {
+	if (optind != argc || n_events == 0 || min_secs <= 0 || e2e.events == 0 ||
+			(e2e_only && e2e.url == NULL)) {
 		bench_usage(stderr);
 		return TL_EXIT_USAGE;
 	}
@@ -447,6 +539,11 @@ tl_cmd_bench(int argc, char **argv)
 		cv.ev.len = len;
 		cv.ev.n = n_events;
 	}
+	if (e2e_only) {
+		sched_getaffinity(0, sizeof(cpus), &cpus);
+		e2e.cpus = &cpus;
+		goto e2e;
+	}
 	rc = frame_events(&cv.ev, 9000, &jumbo);
 	if (rc == 0)
 		rc = frame_events(&cv.ev, 1500, &mtu1500);
@@ -454,6 +551,8 @@ tl_cmd_bench(int argc, char **argv)
 		TL_ERR("cannot frame the corpus: %s", tl_strerror(rc));
 		goto out;
 	}
+	sched_getaffinity(0, sizeof(cpus), &cpus);
+	e2e.cpus = &cpus;
 	rc = pin_to_one_cpu();
 	printf("# corpus: %u events, %.0f bytes average, schema %s (%u columns), extractor %s, "
 	       "cpu %d\n",
@@ -519,6 +618,12 @@ tl_cmd_bench(int argc, char **argv)
 	 * profile's batch settings), committed with fsync, in the spool's steady state. */
 	if (bench_spool(&cfg, schema, &cv, min_secs) < 0)
 		goto out;
+e2e:
+	/* 5. end to end into ClickHouse, next to ClickHouse's own ceiling. */
+	if (e2e.url) {
+		if (tl_bench_e2e(&cfg, schema, &cv.ev, &e2e) < 0)
+			goto out;
+	}
 	exit_code = TL_EXIT_OK;
 out:
 	free((void *)cv.ev.buf);

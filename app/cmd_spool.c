@@ -972,7 +972,7 @@ dump_rows(struct dumper *d, const struct tl_spool_rec *rec, const struct tl_batc
 	uint32_t bad_col;
 	int rc;
 
-	if (v->hdr.flags & TL_BATCH_F_GZIP && v->raw_len > d->raw_cap) {
+	if (v->hdr.flags & TL_BATCH_F_COMPRESSED && v->raw_len > d->raw_cap) {
 		uint8_t *b = realloc(d->raw, v->raw_len);
 
 		if (b == NULL) {
@@ -1035,7 +1035,10 @@ dump_record(struct dumper *d, const struct tl_spool_rec *rec)
 	       " body=%u/%u compression=%s events=%s..%s\n",
 	        rec->key, created, rec->producer, tl_batch_table_name(v.hdr.table), v.hdr.rows,
 	        v.hdr.batch_id, v.hdr.body_len, v.raw_len,
-	        (v.hdr.flags & TL_BATCH_F_GZIP) ? "gzip" : "none", lo, hi);
+	        (v.hdr.flags & TL_BATCH_F_GZIP)  ? "gzip"
+	        : (v.hdr.flags & TL_BATCH_F_LZ4) ? "lz4"
+	                                         : "none",
+	        lo, hi);
 	if (d->rows)
 		dump_rows(d, rec, &v);
 }

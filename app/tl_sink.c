@@ -3,12 +3,16 @@
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tl_log.h"
 #include "tl_sink.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Indexed by enum tl_batch_codec. */
+const char *const tl_batch_codec_names[] = {"none", "gzip", "lz4", NULL};
 
 const struct tl_opt tl_batch_opts[] = {
 	{.name = "rows", .type = TL_OPT_UINT, .def = "4096",
@@ -20,9 +24,12 @@ const struct tl_opt tl_batch_opts[] = {
 	{.name = "delay", .type = TL_OPT_DURATION, .def = "200ms",
 		.offset = offsetof(struct tl_batch_conf, delay_ns), .min = 1000000,
 		.max = 60000000000ull, .desc = "... or when its first row is this old"},
+	{.name = "compression", .type = TL_OPT_ENUM, .def = "lz4",
+		.offset = offsetof(struct tl_batch_conf, compression), .enums = tl_batch_codec_names,
+		.desc = "compression of spooled batches: lz4 (fast; forwarded as is), gzip, none"},
 	{.name = "gzip_level", .type = TL_OPT_UINT, .def = "1",
-		.offset = offsetof(struct tl_batch_conf, gzip_level), .min = 0, .max = 12,
-		.desc = "compression of spooled batches (0: none; 1 fastest ... 12 smallest)"},
+		.offset = offsetof(struct tl_batch_conf, gzip_level), .min = 1, .max = 12,
+		.desc = "libdeflate level when compression is gzip (1 fastest ... 12 smallest)"},
 	{.name = NULL},
 };
 
@@ -45,6 +52,7 @@ tl_sink_init(struct tl_sink *s, const struct tl_schema *schema, const struct tl_
 		.producer = (uint16_t)producer,
 		.batch_rows = (uint32_t)conf->rows,
 		.batch_bytes = (uint32_t)conf->bytes,
+		.codec = conf->compression,
 		.gzip_level = (int)conf->gzip_level,
 	};
 	int rc;
@@ -160,6 +168,29 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 		seal(s, t);
 }
 
+/*
+ * The worker is stopping: its last rows must reach the spool, so wait for the writer to
+ * hand a buffer back (it does within a commit) instead of leaving them pending, where
+ * they would be lost uncounted. Rows still without a buffer after FINAL_WAIT_US (the
+ * writer is stuck or failed) are counted as dropped.
+ */
+#define FINAL_WAIT_US 10000000
+
+static void
+final_seal(struct tl_sink *s, enum tl_batch_table t)
+{
+	for (unsigned waited = 0; seal(s, t) == -EAGAIN; waited += 100) {
+		if (waited >= FINAL_WAIT_US) {
+			s->cnt.dropped_rows[t] += tl_encode_pending(s->enc[t]);
+			TL_ERR("sink %u: no spool buffer for the last %u %s rows: dropped",
+					s->producer, tl_encode_pending(s->enc[t]),
+					tl_batch_table_name((unsigned)t));
+			return;
+		}
+		usleep(100);
+	}
+}
+
 void
 tl_sink_tick(void *arg, uint64_t now_ns)
 {
@@ -171,8 +202,11 @@ tl_sink_tick(void *arg, uint64_t now_ns)
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
 		if (tl_encode_pending(s->enc[t]) == 0)
 			continue;
-		if (now_ns == UINT64_MAX || s->blocked[t] ||
-				now_ns - s->first_mono[t] >= s->delay_ns)
+		if (now_ns == UINT64_MAX) {
+			final_seal(s, (enum tl_batch_table)t);
+			continue;
+		}
+		if (s->blocked[t] || now_ns - s->first_mono[t] >= s->delay_ns)
 			seal(s, (enum tl_batch_table)t);
 	}
 }

@@ -30,8 +30,12 @@ struct tl_batch_conf {
 	uint64_t rows;       /**< a batch is sealed at this many rows */
 	uint64_t bytes;      /**< ... or this many uncompressed body bytes */
 	uint64_t delay_ns;   /**< ... or when its first row is this old */
-	uint64_t gzip_level; /**< 0: store bodies uncompressed; 1..12 libdeflate level */
+	int compression;     /**< enum tl_batch_codec */
+	uint64_t gzip_level; /**< GZIP: libdeflate level 1..12 */
 };
+
+/** Names of enum tl_batch_codec ("none", "gzip", "lz4"), NULL-terminated. */
+extern const char *const tl_batch_codec_names[];
 
 extern const struct tl_opt tl_batch_opts[];
 

@@ -9,7 +9,8 @@
  *     offset  size  field
  *          0     4  magic        'T' 'L' 'B' '1' (TL_BATCH_MAGIC as a LE u32)
  *          4     2  version      1
- *          6     2  flags        TL_BATCH_F_GZIP: the body is one gzip member
+ *          6     2  flags        TL_BATCH_F_GZIP: the body is one gzip member;
+ *                                TL_BATCH_F_LZ4: the body is one LZ4 block
  *          8     2  table        enum tl_batch_table
  *         10     2  producer     worker that encoded the batch
  *         12     4  rows         1..TL_BATCH_MAX_ROWS
@@ -24,7 +25,7 @@
  *         64  4*rows row_end[]   end offset of each row in the *uncompressed* body,
  *                                strictly increasing; the last one is the body's
  *                                uncompressed length (<= TL_BATCH_MAX_BODY)
- *    64+4*rows body_len body     RowBinary rows, gzip'd when GZIP is set
+ *    64+4*rows body_len body     RowBinary rows, compressed when GZIP or LZ4 is set
  *
  * The header plus row ends lets the uplink split a batch ClickHouse rejected (bisection)
  * without re-encoding, and lets `spool dump` show a batch without decompressing it. For
@@ -44,7 +45,22 @@
 #define TL_BATCH_VERSION 1
 #define TL_BATCH_HDR_LEN 64
 #define TL_BATCH_F_GZIP 0x0001u  /**< body is gzip (RFC 1952), one member */
-#define TL_BATCH_F_KNOWN 0x0001u /**< every flag this version defines */
+/**
+ * Body is one LZ4 block (the LZ4 block format, no frame) that decompresses to exactly
+ * the last row end. The same block ClickHouse's native compression carries, so the uplink
+ * can forward it with `decompress=1` after prefixing ClickHouse's 25-byte block header,
+ * without decompressing it.
+ */
+#define TL_BATCH_F_LZ4 0x0002u
+#define TL_BATCH_F_KNOWN 0x0003u /**< every flag this version defines */
+#define TL_BATCH_F_COMPRESSED (TL_BATCH_F_GZIP | TL_BATCH_F_LZ4)
+
+/** How the encoder compresses a batch's body (`batch.compression`). Stored as flags. */
+enum tl_batch_codec {
+	TL_BATCH_CODEC_NONE = 0, /**< stored as is */
+	TL_BATCH_CODEC_GZIP = 1, /**< libdeflate gzip, TL_BATCH_F_GZIP */
+	TL_BATCH_CODEC_LZ4 = 2,  /**< liblz4 block, TL_BATCH_F_LZ4 */
+};
 /** Most rows in one batch. */
 #define TL_BATCH_MAX_ROWS (UINT32_C(1) << 20)
 /** Largest uncompressed body (bounds what a reader must allocate to inflate one). */
@@ -180,8 +196,8 @@ tl_batch_hdr_read(const uint8_t *in, struct tl_batch_hdr *h)
  * Checks: length >= header; magic; version; no unknown flag; table known; 1 <= rows <=
  * TL_BATCH_MAX_ROWS; offsets_len == 4 * rows; header + offsets + body_len == @p len
  * exactly; row ends strictly increasing from > 0; last row end <= TL_BATCH_MAX_BODY and,
- * without GZIP, == body_len; min_event_ns <= max_event_ns; reserved == 0. A gzip body
- * itself is checked by tl_batch_inflate().
+ * uncompressed, == body_len; GZIP and LZ4 not both set; min_event_ns <= max_event_ns;
+ * reserved == 0. A compressed body itself is checked by tl_batch_inflate().
  *
  * @param buf  the batch (any alignment); must stay valid while @p view is used.
  * @param len  its length.
@@ -210,14 +226,24 @@ tl_batch_row_start(const struct tl_batch_view *v, uint32_t i)
  * The uncompressed body of a parsed batch.
  *
  * @param v     a view from tl_batch_parse().
- * @param out   where a gzip body is inflated (unused otherwise; may be NULL then).
+ * @param out   where a compressed body is inflated (unused otherwise; may be NULL then).
  * @param cap   bytes at @p out; v->raw_len is enough.
  * @param body  out: the uncompressed body, v->raw_len bytes: v->body itself when the
  *              batch is not compressed, else @p out.
- * @return 0; -ENOSPC if @p cap < v->raw_len; -EBADMSG if the gzip member is corrupt or
- *         does not inflate to exactly v->raw_len bytes; -ENOMEM. Allocates a decompressor
- *         per call: meant for the uplink's rare split path and tools, not per event.
+ * @return 0; -ENOSPC if @p cap < v->raw_len; -EBADMSG if the gzip member or LZ4 block is
+ *         corrupt or does not inflate to exactly v->raw_len bytes; -ENOMEM. A gzip body
+ *         allocates a decompressor per call (use tl_batch_inflate_with() on hot paths);
+ *         LZ4 allocates nothing.
  */
 int tl_batch_inflate(const struct tl_batch_view *v, uint8_t *out, size_t cap, const uint8_t **body);
+
+struct libdeflate_decompressor;
+
+/**
+ * tl_batch_inflate() with the caller's gzip decompressor (@p gz; NULL: allocate one per
+ * call), for loops that inflate many batches. Same results.
+ */
+int tl_batch_inflate_with(struct libdeflate_decompressor *gz, const struct tl_batch_view *v,
+        uint8_t *out, size_t cap, const uint8_t **body);
 
 #endif

@@ -64,7 +64,8 @@ struct tl_encode_conf {
 	uint16_t producer;        /**< worker id: the header's producer field */
 	uint32_t batch_rows;      /**< full at this many rows: 1..TL_BATCH_MAX_ROWS */
 	uint32_t batch_bytes;     /**< full at this many uncompressed body bytes (>= 1) */
-	int gzip_level;           /**< 0: no compression; 1..12: libdeflate gzip level */
+	int codec;                /**< enum tl_batch_codec */
+	int gzip_level;           /**< GZIP: libdeflate level 1..12 (ignored otherwise) */
 	uint32_t schema_gen;      /**< copied into every header */
 };
 

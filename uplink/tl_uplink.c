@@ -16,9 +16,9 @@
 #include "tl_log.h"
 #include "tl_uplink.h"
 
-#define MAX_KEYS 256                  /* spool records coalesced into one INSERT */
-#define INSERT_BYTES (32u << 20)      /* uncompressed RowBinary per INSERT */
-#define INSERT_ROWS TL_BATCH_MAX_ROWS /* below max_insert_block_size: one block */
+#define MAX_KEYS 256                    /* spool records coalesced into one INSERT */
+#define INSERT_MIN_DELAY_NS 50000000ull /* ... and how long it waits for company when idle */
+#define INSERT_ROWS TL_BATCH_MAX_ROWS   /* below max_insert_block_size: one block */
 #define COLS_LEN 16384
 #define MAYBE_DATA_TRIES 3 /* TL_CH_F_MAYBE_DATA retries before it counts as a reject */
 #define STACK_MAX 48       /* bisection depth: log2(TL_BATCH_MAX_ROWS) + 1 suffices */
@@ -27,7 +27,11 @@
 #define PROBE_PREFIX "_tapline_probe_"
 #define SQL_LEN (MAX_KEYS * 22 + 512)
 
-enum slot_state { SLOT_FREE, SLOT_SENT, SLOT_WAIT };
+/*
+ * FILLING: records are being coalesced into the slot's insert, not sent yet (see
+ * fill_slots). SENT: in flight. WAIT: due again at due_ns (backoff, or a check first).
+ */
+enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_SENT, SLOT_WAIT };
 
 /* What the slot's insert carries. */
 enum slot_mode {
@@ -68,9 +72,12 @@ struct slot {
 	uint32_t n_rows;  /* rows of all its records */
 	int serial;       /* -1: all records at once; else the one record being sent alone */
 	bool check_first; /* ask ClickHouse what landed before sending (again) */
+	bool invalid;     /* its one record has rows that are not rows of the table */
+	char qid[TL_CH_QUERY_ID_MAX + 1]; /* query id of its last insert ("": none yet) */
 	unsigned attempt;
 	unsigned maybe_data; /* consecutive retries flagged TL_CH_F_MAYBE_DATA */
 	uint64_t due_ns;
+	uint64_t fill_ns; /* FILLING: when it took its first record */
 	uint64_t keys[MAX_KEYS];
 	uint64_t ids[MAX_KEYS];
 	uint32_t rows[MAX_KEYS];
@@ -100,11 +107,16 @@ struct tl_uplink {
 	uint64_t check_below; /* records below this key may have been sent by a past process */
 	uint64_t rng;
 	unsigned n_slots;
+	struct slot *filling[TL_BATCH_TABLE_MAX]; /* the slot coalescing each table, or NULL */
+	struct slot *ready[TL_CH_MAX_IN_FLIGHT];  /* filled during a read, sent after it */
+	unsigned n_ready;
 	bool probe_ready[TL_BATCH_TABLE_MAX];
 	pthread_mutex_t lock; /* appliance */
 	char appliance[APPLIANCE_MAX + 1];
 	struct slot slots[TL_CH_MAX_IN_FLIGHT];
 	char cols[TL_BATCH_TABLE_MAX][COLS_LEN];
+	uint8_t layout[TL_BATCH_TABLE_MAX][TL_ENCODE_MAX_COLS]; /* COL_* | COL_NULLABLE */
+	uint32_t n_layout[TL_BATCH_TABLE_MAX];
 	char probe[TL_BATCH_TABLE_MAX][64];
 	struct tl_uplink_stats st;
 };
@@ -291,7 +303,9 @@ quarantine(struct tl_uplink *u, uint64_t key, uint32_t rows, const char *why)
 	TL_ERR("uplink: spool record %" PRIu64 " (%u rows) quarantined: %s", key, rows, why);
 	add(&u->st.records_quarantined, 1);
 	add(&u->st.rows_quarantined, rows);
-	tl_spool_ack(u->spool, key);
+	/* Kept in the spool's quarantine (spool dump --quarantine), never just deleted. */
+	if (tl_spool_quarantine(u->spool, key) < 0)
+		tl_spool_ack(u->spool, key);
 }
 
 static int
@@ -312,47 +326,211 @@ grow(void **buf, size_t *cap, size_t need, size_t elem, size_t first)
 	return 0;
 }
 
-struct fill_ctx {
-	struct tl_uplink *u;
-	struct slot *sl;
-};
+/*
+ * Row layouts. RowBinary has no framing: a row whose string length is wrong swallows
+ * the rows after it, and if what follows happens to parse, ClickHouse takes the insert
+ * with rows silently merged away. So every row is walked against the table's column
+ * types before it is coalesced; a record with a row that does not end exactly at its
+ * recorded end is never sent with others (see take_record, start_bisect).
+ */
+enum { COL_FIXED1 = 1, COL_FIXED4, COL_FIXED8, COL_FIXED16, COL_STRING, COL_NULLABLE = 0x80 };
 
+static int
+layout_of(const char *type, uint8_t *code)
+{
+	static const struct {
+		const char *name;
+		uint8_t code;
+	} map[] = {
+	        {"String", COL_STRING},
+	        {"UInt8", COL_FIXED1},
+	        {"Int8", COL_FIXED1},
+	        {"DateTime", COL_FIXED4},
+	        {"UInt32", COL_FIXED4},
+	        {"Int32", COL_FIXED4},
+	        {"Int64", COL_FIXED8},
+	        {"UInt64", COL_FIXED8},
+	        {"Float64", COL_FIXED8},
+	        {"FixedString(16)", COL_FIXED16},
+	};
+	uint8_t null = 0;
+	size_t l = strlen(type);
+
+	if (strncmp(type, "Nullable(", 9) == 0 && l > 10 && type[l - 1] == ')') {
+		null = COL_NULLABLE;
+		type += 9;
+		l -= 10;
+	}
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strlen(map[i].name) == l && strncmp(map[i].name, type, l) == 0) {
+			*code = map[i].code | null;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int
+build_layouts(struct tl_uplink *u)
+{
+	struct tl_encode_col *cols = calloc(TL_ENCODE_MAX_COLS, sizeof(*cols));
+	int rc = cols ? 0 : -ENOMEM;
+
+	for (int t = 0; t < TL_BATCH_TABLE_MAX && rc == 0; t++) {
+		rc = tl_encode_columns(u->schema, (enum tl_batch_table)t, cols, TL_ENCODE_MAX_COLS,
+		        &u->n_layout[t]);
+		for (uint32_t i = 0; i < u->n_layout[t] && rc == 0; i++)
+			if ((rc = layout_of(cols[i].type, &u->layout[t][i])) < 0)
+				TL_ERR("uplink: no row layout for column type %s", cols[i].type);
+	}
+	free(cols);
+	return rc;
+}
+
+/* @return true if the row [p, p + len) is exactly one row of table @p t. */
+static bool
+row_valid(const struct tl_uplink *u, unsigned t, const uint8_t *p, uint32_t len)
+{
+	const uint8_t *e = p + len;
+
+	for (uint32_t c = 0; c < u->n_layout[t]; c++) {
+		uint8_t code = u->layout[t][c];
+		uint64_t n = 0;
+
+		if (code & COL_NULLABLE) {
+			if (p >= e || *p > 1)
+				return false;
+			if (*p++ == 1)
+				continue;
+			code &= (uint8_t)~COL_NULLABLE;
+		}
+		switch (code) {
+		case COL_FIXED1:
+			n = 1;
+			break;
+		case COL_FIXED4:
+			n = 4;
+			break;
+		case COL_FIXED8:
+			n = 8;
+			break;
+		case COL_FIXED16:
+			n = 16;
+			break;
+		default: /* COL_STRING: LEB128 length, then the bytes */
+			for (unsigned sh = 0;; sh += 7) {
+				if (p >= e || sh > 28)
+					return false;
+				n |= (uint64_t)(*p & 0x7f) << sh;
+				if (!(*p++ & 0x80))
+					break;
+			}
+			break;
+		}
+		if (n > (uint64_t)(e - p))
+			return false;
+		p += n;
+	}
+	return p == e;
+}
+
+static struct slot *
+free_slot(struct tl_uplink *u)
+{
+	for (unsigned i = 0; i < u->n_slots; i++)
+		if (u->slots[i].state == SLOT_FREE)
+			return &u->slots[i];
+	return NULL;
+}
+
+/* A filling slot is complete: it is sent once the read transaction has ended. */
+static void
+seal_slot(struct tl_uplink *u, struct slot *sl)
+{
+	if (u->filling[sl->table] == sl)
+		u->filling[sl->table] = NULL;
+	u->ready[u->n_ready++] = sl;
+	set_state(sl, SLOT_WAIT); /* not FREE, not FILLING: nobody else takes it */
+}
+
+static bool
+fits(const struct slot *sl, const struct tl_batch_view *v, uint64_t insert_bytes)
+{
+	return sl->n_keys < MAX_KEYS &&
+	       sl->off[sl->n_keys] + (uint64_t)v->raw_len <= insert_bytes &&
+	       sl->n_rows + v->hdr.rows <= INSERT_ROWS;
+}
+
+/*
+ * tl_spool_read callback: append the record to the filling slot of its table (taking a
+ * free slot if there is none, sealing the current one if the record does not fit).
+ * Records of the tables interleave in the spool; a slot per table keeps each insert
+ * large. No free slot: stop here, the record is read again later.
+ */
 static int
 take_record(void *arg, const struct tl_spool_rec *rec)
 {
-	struct fill_ctx *f = arg;
-	struct slot *sl = f->sl;
+	struct tl_uplink *u = arg;
 	struct tl_batch_view v;
-	size_t at = sl->off[sl->n_keys];
-	uint32_t r0 = sl->row_at[sl->n_keys];
+	struct slot *sl;
+	size_t at;
+	uint32_t r0;
 
 	if (tl_batch_parse(rec->data, rec->len, &v) != 0) {
-		quarantine(f->u, rec->key, 0, "not a valid batch");
+		quarantine(u, rec->key, 0, "not a valid batch");
 		return 0;
 	}
-	if (sl->n_keys > 0 && (v.hdr.table != sl->table || at + v.raw_len > INSERT_BYTES ||
-	                              sl->n_rows + v.hdr.rows > INSERT_ROWS))
-		return -1; /* belongs to the next insert */
+	sl = u->filling[v.hdr.table];
+	if (sl != NULL && !fits(sl, &v, u->conf.insert_bytes)) {
+		seal_slot(u, sl);
+		sl = NULL;
+	}
+	if (sl == NULL) {
+		if ((sl = free_slot(u)) == NULL)
+			return -1;
+		sl->invalid = false;
+		sl->mode = MODE_RECORDS;
+		sl->table = (enum tl_batch_table)v.hdr.table;
+		sl->n_keys = 0;
+		sl->n_rows = 0;
+		sl->off[0] = 0;
+		sl->row_at[0] = 0;
+		sl->serial = -1;
+		sl->fill_ns = mono_ns();
+		memset(sl->partial, 0, sizeof(sl->partial));
+		set_state(sl, SLOT_FILLING);
+		u->filling[sl->table] = sl;
+	}
+	at = sl->off[sl->n_keys];
+	r0 = sl->row_at[sl->n_keys];
 	if (grow((void **)&sl->body, &sl->cap, at + v.raw_len, 1, 1u << 20) < 0 ||
 	        grow((void **)&sl->row_end, &sl->row_cap, (size_t)r0 + v.hdr.rows, sizeof(uint32_t),
 	                4096) < 0)
 		return -1;
-	if (v.hdr.flags & TL_BATCH_F_GZIP) {
-		size_t got = 0;
+	if (v.hdr.flags & TL_BATCH_F_COMPRESSED) {
+		const uint8_t *body;
 
-		if (libdeflate_gzip_decompress(f->u->dec, v.body, v.hdr.body_len, sl->body + at,
-		            v.raw_len, &got) != LIBDEFLATE_SUCCESS ||
-		        got != v.raw_len) {
-			quarantine(f->u, rec->key, v.hdr.rows, "body does not decompress");
+		if (tl_batch_inflate_with(u->dec, &v, sl->body + at, v.raw_len, &body) != 0) {
+			quarantine(u, rec->key, v.hdr.rows, "body does not decompress");
 			return 0;
 		}
 	} else {
 		memcpy(sl->body + at, v.body, v.raw_len);
 	}
 	/* Row ends stay with the record: a record ClickHouse refuses is split by rows. */
-	for (uint32_t i = 0; i < v.hdr.rows; i++)
-		sl->row_end[r0 + i] = tl_batch_row_end(&v, i);
-	sl->table = (enum tl_batch_table)v.hdr.table;
+	for (uint32_t i = 0; i < v.hdr.rows; i++) {
+		uint32_t st = tl_batch_row_start(&v, i), en = tl_batch_row_end(&v, i);
+
+		sl->row_end[r0 + i] = en;
+		if (u->conf.verify_rows && !sl->invalid &&
+		        !row_valid(u, v.hdr.table, sl->body + at + st, en - st)) {
+			if (sl->n_keys > 0) {
+				/* Not with the others: they go now, this one alone later. */
+				seal_slot(u, sl);
+				return -1;
+			}
+			sl->invalid = true;
+		}
+	}
 	sl->keys[sl->n_keys] = rec->key;
 	sl->ids[sl->n_keys] = v.hdr.batch_id;
 	sl->rows[sl->n_keys] = v.hdr.rows;
@@ -360,7 +538,9 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 	sl->n_keys++;
 	sl->off[sl->n_keys] = (uint32_t)(at + v.raw_len);
 	sl->row_at[sl->n_keys] = r0 + v.hdr.rows;
-	return sl->n_keys == MAX_KEYS ? 1 : 0;
+	if (sl->n_keys == MAX_KEYS || sl->invalid)
+		seal_slot(u, sl);
+	return u->n_ready == TL_CH_MAX_IN_FLIGHT ? 1 : 0;
 }
 
 static void
@@ -381,7 +561,7 @@ submit(struct tl_uplink *u, struct slot *sl)
 {
 	struct bisect *b = sl->bis;
 	struct tl_ch_insert ins;
-	uint32_t a, e;
+	uint32_t a = 0, e = 0;
 	int rc;
 
 	memset(&ins, 0, sizeof(ins));
@@ -426,6 +606,13 @@ submit(struct tl_uplink *u, struct slot *sl)
 		ins.len = b->dead_len;
 		break;
 	}
+	/* Stable for the same rows: a resend while the first attempt still runs is refused
+	 * by the server (code 216) instead of landing twice. */
+	snprintf(sl->qid, sizeof(sl->qid), "tapline-%016" PRIx64 "-%c%u-%u", ins.id,
+	        "RPGD"[sl->mode],
+	        sl -> mode == MODE_RECORDS ? (unsigned)a : (unsigned)(b ? b->lo : 0),
+	        sl -> mode == MODE_RECORDS ? (unsigned)e : (unsigned)(b ? b->hi : 0));
+	ins.query_id = sl->qid;
 	rc = tl_ch_submit(u->ch, &ins);
 	if (rc < 0) {
 		wait_backoff(u, sl);
@@ -451,30 +638,52 @@ send_or_check(struct tl_uplink *u, struct slot *sl, bool check)
 	sl->due_ns = 0;
 }
 
-static void
-fill_free_slots(struct tl_uplink *u)
-{
-	for (unsigned i = 0; i < u->n_slots; i++) {
-		struct slot *sl = &u->slots[i];
-		struct fill_ctx f = {u, sl};
-		uint64_t next = u->cursor;
-		int n;
+/*
+ * Coalesce committed records into inserts and send them. ClickHouse wants few, large
+ * inserts (every insert is a part to write and later merge), while freshness wants
+ * records sent at once. So: when nothing is in flight, whatever is committed goes now;
+ * while inserts are in flight, a partly filled insert waits for more records until it is
+ * full or its first record has waited uplink.insert_delay (and an idle uplink waits
+ * INSERT_MIN_DELAY_NS for company). Under load inserts grow to uplink.insert_bytes (few
+ * parts for ClickHouse to write and merge); at low rates every record goes out within
+ * tens of milliseconds of its commit.
+ */
+static void start_bisect(
+        struct tl_uplink *u, struct slot *sl, uint32_t rec, const char *why, bool refused_whole);
 
-		if (sl->state != SLOT_FREE)
+static void
+fill_slots(struct tl_uplink *u)
+{
+	bool idle = __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) == 0;
+	uint64_t now;
+	int n;
+
+	do {
+		uint64_t next = u->cursor;
+
+		u->n_ready = 0;
+		n = tl_spool_read(u->spool, u->cursor, MAX_KEYS, take_record, u, &next);
+		if (n > 0)
+			u->cursor = next;
+		for (unsigned i = 0; i < u->n_ready; i++) {
+			struct slot *sl = u->ready[i];
+
+			if (sl->invalid)
+				start_bisect(
+				        u, sl, 0, "rows do not match the table's columns", false);
+			else
+				send_or_check(u, sl, sl->keys[0] < u->check_below);
+		}
+	} while (n > 0 && (u->n_ready > 0 || n == MAX_KEYS));
+	now = mono_ns();
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		struct slot *sl = u->filling[t];
+
+		if (sl == NULL || !((idle && now - sl->fill_ns >= INSERT_MIN_DELAY_NS) ||
+		                          now - sl->fill_ns >= u->conf.insert_delay))
 			continue;
-		sl->mode = MODE_RECORDS;
-		sl->n_keys = 0;
-		sl->n_rows = 0;
-		sl->off[0] = 0;
-		sl->row_at[0] = 0;
-		sl->serial = -1;
-		memset(sl->partial, 0, sizeof(sl->partial));
-		n = tl_spool_read(u->spool, u->cursor, MAX_KEYS, take_record, &f, &next);
-		if (n <= 0 || next == u->cursor)
-			return; /* nothing committed beyond what is in flight */
-		u->cursor = next;
-		if (sl->n_keys > 0)
-			send_or_check(u, sl, sl->keys[0] < u->check_below);
+		u->filling[t] = NULL;
+		send_or_check(u, sl, sl->keys[0] < u->check_below);
 	}
 }
 
@@ -677,7 +886,34 @@ start_bisect(
 	add(&u->st.records_bisected, 1);
 	TL_WARN("uplink: %s: batch %" PRIu64 " (%u rows): bisecting (%s)",
 	        tl_batch_table_name(sl->table), b->batch_id, n, why);
-	if (!refused_whole)
+	if (sl->invalid) {
+		/* Rows that are not rows of the table die here; the others are taken as the
+		 * probe table would take them and go in the final insert. */
+		for (uint32_t i = 0, run = 0; i <= n; i++) {
+			uint32_t st = i < n ? row_start(b->end, i) : 0;
+
+			if (i < n && row_valid(u, sl->table, b->src + st, b->end[i] - st))
+				continue;
+			if (i > run)
+				accepted(b, run, i);
+			run = i + 1;
+			if (i == n)
+				break;
+			add(&u->st.rows_invalid, 1);
+			TL_LOG_RATELIMITED(TL_LOG_WARN, 10,
+			        "uplink: row %u of batch %" PRIu64
+			        " is not a row of %s: dead-lettered",
+			        i, b->batch_id, tl_batch_table_name(sl->table));
+			if (add_dead_row(u, b, b->src + st, b->end[i] - st,
+			            "row does not match the columns of its table") < 0) {
+				wait_backoff(u, sl);
+				free_bisect(b);
+				sl->bis = NULL;
+				sl->mode = MODE_RECORDS;
+				return;
+			}
+		}
+	} else if (!refused_whole)
 		push(b, 0, n);
 	else if (refused(u, b, 0, n, why) < 0) {
 		wait_backoff(u, sl); /* no memory for the dead row: retried as a whole */
@@ -1027,6 +1263,11 @@ on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 		add(&u->st.inserts_retry, 1);
 		if (r->flags & TL_CH_F_SCHEMA)
 			u->need_ddl = true;
+		if ((r->flags & TL_CH_F_ENCODING) && r->ch_code == 89)
+			u->need_ddl = true; /* the server changed: negotiate again */
+		if (r->flags & TL_CH_F_QUERY_RUNNING)
+			/* The same rows are still being written by an earlier attempt. */
+			sl->check_first = !(sl->mode == MODE_PROBE && !sl->bis->direct);
 		TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: %s: retrying (%s)",
 		        tl_batch_table_name(sl->table), r->message[0] ? r->message : "no answer");
 		wait_backoff(u, sl);
@@ -1055,9 +1296,21 @@ retry_due(struct tl_uplink *u, uint64_t now)
 
 		if (sl->state != SLOT_WAIT || now < sl->due_ns || u->need_ddl)
 			continue;
-		if (!sl->check_first)
+		if (!sl->check_first) {
 			submit(u, sl);
-		else if (sl->mode == MODE_RECORDS)
+			continue;
+		}
+		/* An insert whose answer was lost may still be running: counting now could
+		 * miss rows it is about to write, and sending again would repeat them. */
+		if (sl->qid[0]) {
+			bool running = true;
+
+			if (tl_ch_query_running(u->ch, sl->qid, &running) < 0 || running) {
+				wait_backoff(u, sl);
+				continue;
+			}
+		}
+		if (sl->mode == MODE_RECORDS)
 			settle_records(u, sl);
 		else
 			settle_bisect(u, sl);
@@ -1090,12 +1343,14 @@ uplink_main(void *arg)
 				                           next_rand(u));
 				continue;
 			}
+			/* The wire codec (uplink.compression); a failed probe keeps gzip. */
+			tl_ch_negotiate(u->ch, NULL);
 			u->need_ddl = false;
 			u->ddl_attempt = 0;
 			__atomic_store_n(&u->st.connected, 1, __ATOMIC_RELAXED);
 		}
 		retry_due(u, now);
-		fill_free_slots(u);
+		fill_slots(u);
 		n = tl_ch_poll(u->ch, __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) ? 20 : 0,
 		        res, TL_CH_MAX_IN_FLIGHT);
 		for (int i = 0; i < n; i++)
@@ -1141,6 +1396,9 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 		u->n_slots = TL_CH_MAX_IN_FLIGHT;
 	if (getrandom(&u->rng, sizeof(u->rng), 0) != sizeof(u->rng) || u->rng == 0)
 		u->rng = 0x9e3779b97f4a7c15ull ^ mono_ns();
+	rc = build_layouts(u);
+	if (rc < 0)
+		goto fail;
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
 		rc = tl_ddl_insert_columns(schema, (enum tl_batch_table)t, u->cols[t], COLS_LEN);
 		if (rc < 0)

@@ -70,6 +70,8 @@ struct tl_uplink_stats {
 	uint64_t records_quarantined; /**< records with at least one row quarantined */
 	uint64_t rows_quarantined;    /**< rows dead-lettered (or of records unreadable) */
 	uint64_t records_bisected;    /**< rejected records split by rows */
+	uint64_t rows_invalid;        /**< rows found not to be rows of their table before
+	                                   sending (dead-lettered; also in rows_quarantined) */
 	uint64_t bisect_inserts;      /**< probe inserts of the bisections */
 	uint64_t checks;              /**< "already there?" counts asked of ClickHouse */
 	uint64_t rows_found;          /**< rows such a count found landed: not sent again */

@@ -83,7 +83,7 @@ static void
 test_sink_batches_by_rows_and_age_then_flush(void **state)
 {
 	static struct tl_sink s;
-	struct tl_batch_conf bc = {.rows = 10, .bytes = 1 << 20, .delay_ns = 1000, .gzip_level = 1};
+	struct tl_batch_conf bc = {.rows = 10, .bytes = 1 << 20, .delay_ns = 1000, .compression = TL_BATCH_CODEC_GZIP, .gzip_level = 1};
 	struct committed c = {0};
 	struct tl_spool *sp = open_spool("a", &c, 2 << 20, 64 << 20);
 
@@ -142,7 +142,7 @@ static void
 test_sink_spooled_records_are_valid_batches(void **state)
 {
 	static struct tl_sink s;
-	struct tl_batch_conf bc = {.rows = 7, .bytes = 1 << 20, .delay_ns = 1000000, .gzip_level = 0};
+	struct tl_batch_conf bc = {.rows = 7, .bytes = 1 << 20, .delay_ns = 1000000, .compression = TL_BATCH_CODEC_NONE};
 	struct committed c = {0};
 	struct tl_spool *sp = open_spool("b", &c, 2 << 20, 64 << 20);
 	struct check k = {0};
@@ -164,7 +164,7 @@ static void
 test_sink_buffer_too_small_einval(void **state)
 {
 	static struct tl_sink s;
-	struct tl_batch_conf bc = {.rows = 4096, .bytes = 1 << 20, .delay_ns = 1000000, .gzip_level = 1};
+	struct tl_batch_conf bc = {.rows = 4096, .bytes = 1 << 20, .delay_ns = 1000000, .compression = TL_BATCH_CODEC_GZIP, .gzip_level = 1};
 	struct committed c = {0};
 	struct tl_spool *sp = open_spool("c", &c, 64 << 10, 64 << 20);
 
@@ -178,7 +178,7 @@ static void
 test_sink_full_spool_rows_dropped_and_counted(void **state)
 {
 	static struct tl_sink s;
-	struct tl_batch_conf bc = {.rows = 50, .bytes = 1 << 20, .delay_ns = 1000000, .gzip_level = 0};
+	struct tl_batch_conf bc = {.rows = 50, .bytes = 1 << 20, .delay_ns = 1000000, .compression = TL_BATCH_CODEC_NONE};
 	struct committed c = {0};
 	struct tl_spool *sp = open_spool("d", &c, 2 << 20, 16 << 20); /* 16 MiB: fills fast */
 	static char big[8192];

@@ -63,3 +63,12 @@ for p in problems:
 print(f"{len(problems)} problem(s)")
 sys.exit(1 if problems else 0)
 PY
+
+# The end-to-end benchmark against the same server: it checks its own row counts in
+# ClickHouse (a missing row fails it) and must print its figures. No speed is asserted.
+"$tapline" bench --e2e-only --clickhouse "$url" --e2e-events 5000 --rounds 1 \
+	> "$work/bench.out" 2> "$work/bench.err" || { cat "$work/bench.err"; exit 1; }
+for f in e2e_events_per_s clickhouse_ceiling_events_per_s e2e_vs_ceiling; do
+	grep -q "^figure $f [0-9.]* " "$work/bench.out" || { echo "FAIL: no figure $f"; exit 1; }
+done
+grep "^figure e2e" "$work/bench.out"

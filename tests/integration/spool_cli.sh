@@ -112,7 +112,7 @@ per_table = Counter()
 for l in lines:
     kv = dict(x.split("=", 1) for x in l.split() if "=" in x)
     per_table[kv.get("table")] += int(kv.get("rows", 0))
-    if kv.get("compression") not in ("gzip", "none"):
+    if kv.get("compression") not in ("lz4", "gzip", "none"):
         problems.append(f"dump: bad line {l[:120]}")
 for t in ("sink_output", "error_events", "dead_letter"):
     if per_table[t] != figs.get(f"spool_rows_{t}"):

@@ -130,6 +130,9 @@ struct fx {
 	uint8_t line[1 << 17];
 };
 
+/* level: 0 stores plainly, 1..12 gzips at that level, LZ4 (-1) uses LZ4. */
+#define LZ4 (-1)
+
 static struct tl_encode_conf
 conf_of(uint32_t rows, uint32_t bytes, int level)
 {
@@ -138,7 +141,10 @@ conf_of(uint32_t rows, uint32_t bytes, int level)
 	        .producer = 3,
 	        .batch_rows = rows,
 	        .batch_bytes = bytes,
-	        .gzip_level = level,
+	        .codec = level == LZ4 ? TL_BATCH_CODEC_LZ4
+	                 : level > 0  ? TL_BATCH_CODEC_GZIP
+	                              : TL_BATCH_CODEC_NONE,
+	        .gzip_level = level > 0 ? level : 0,
 	        .schema_gen = 9,
 	};
 
@@ -689,7 +695,8 @@ test_encoder_create_bad_conf_einval(void **state)
 	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c, &e), -EINVAL);
 	c = conf_of(10, 100, 13);
 	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c, &e), -EINVAL);
-	c = conf_of(10, 100, -1);
+	c = conf_of(10, 100, 0);
+	c.codec = -1;
 	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c, &e), -EINVAL);
 	c = conf_of(10, 100, 0);
 	c.appliance_id = NULL;
@@ -1006,7 +1013,7 @@ test_batch_parse_bad_fields_rejected(void **state)
 	MUT(m[0] = 'X', -EBADMSG);       /* magic */
 	MUT(m[4] = 2, -EPROTONOSUPPORT); /* version */
 	MUT(m[4] = 0, -EPROTONOSUPPORT);
-	MUT(m[6] = 2, -EPROTONOSUPPORT); /* unknown flag */
+	MUT(m[6] = 4, -EPROTONOSUPPORT); /* unknown flag */
 	MUT(m[7] = 0x80, -EPROTONOSUPPORT);
 	MUT(m[8] = 3, -EBADMSG);                           /* table */
 	MUT(tl_batch_put32(m + 12, 0), -EBADMSG);          /* rows 0 */
@@ -1066,6 +1073,109 @@ test_batch_inflate_corrupt_gzip_ebadmsg(void **state)
 	m[len - 1] ^= 1; /* ISIZE */
 	assert_int_equal(tl_batch_parse(m, len, &v), 0);
 	assert_int_equal(tl_batch_inflate(&v, out, sizeof(out), &body), -EBADMSG);
+}
+
+static void
+test_encode_seal_lz4_inflates_to_plain_body(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t plain[1 << 20], lz[1 << 20], out[1 << 20];
+	struct tl_encode_conf c0 = conf_of(1000, 1 << 20, 0), cl = conf_of(1000, 1 << 20, LZ4);
+	struct tl_encoder *e0, *el;
+	struct tl_batch_view v0, vl;
+	const uint8_t *body;
+	size_t l0, ll;
+
+	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c0, &e0), 0);
+	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &cl, &el), 0);
+	append_mix(f, e0, 300);
+	append_mix(f, el, 300);
+	assert_int_equal(tl_encode_seal(e0, plain, sizeof(plain), &l0), 0);
+	assert_int_equal(tl_encode_seal(el, lz, sizeof(lz), &ll), 0);
+	assert_int_equal(tl_batch_parse(plain, l0, &v0), 0);
+	assert_int_equal(tl_batch_parse(lz, ll, &vl), 0);
+	assert_int_equal(vl.hdr.flags, TL_BATCH_F_LZ4);
+	assert_true(vl.hdr.body_len < v0.hdr.body_len / 2);
+	assert_int_equal(vl.raw_len, v0.raw_len);
+	assert_memory_equal(vl.row_end, v0.row_end, 4 * 300);
+	assert_int_equal(tl_batch_inflate(&vl, out, vl.raw_len - 1, &body), -ENOSPC);
+	assert_int_equal(tl_batch_inflate(&vl, out, sizeof(out), &body), 0);
+	assert_ptr_equal(body, out);
+	/* Identical rows but for the batch id (8 bytes before extra, see the gzip test). */
+	for (uint32_t i = 0; i < 300; i++) {
+		uint32_t st = tl_batch_row_start(&v0, i), len = tl_batch_row_end(&v0, i) - st;
+		char xs[64];
+		size_t xl = (size_t)snprintf(xs, sizeof(xs), "{\"x%u\":[%u]}", i % 3, i);
+		size_t id_at = len - xl - 1 - 8;
+
+		assert_memory_equal(v0.body + st, out + st, id_at);
+		assert_int_equal(tl_batch_le64(out + st + id_at), vl.hdr.batch_id);
+		assert_memory_equal(
+		        v0.body + st + id_at + 8, out + st + id_at + 8, len - id_at - 8);
+	}
+	tl_encoder_free(e0);
+	tl_encoder_free(el);
+}
+
+static void
+test_batch_inflate_corrupt_lz4_ebadmsg(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t b[1 << 16], m[1 << 16], out[1 << 17];
+	size_t len = valid_batch(f, LZ4, b, sizeof(b));
+	struct tl_batch_view v;
+	const uint8_t *body;
+	size_t body_at;
+	unsigned bad = 0, n = 0;
+
+	assert_int_equal(tl_batch_parse(b, len, &v), 0);
+	assert_int_equal(v.hdr.flags, TL_BATCH_F_LZ4);
+	body_at = (size_t)(v.body - b);
+	/* Row ends that disagree with what the block decodes to. */
+	memcpy(m, b, len);
+	tl_batch_put32(m + 80, tl_batch_le32(b + 80) + 1);
+	assert_int_equal(tl_batch_parse(m, len, &v), 0);
+	assert_int_equal(tl_batch_inflate(&v, out, sizeof(out), &body), -EBADMSG);
+	tl_batch_put32(m + 80, tl_batch_le32(b + 80) - 1);
+	assert_int_equal(tl_batch_parse(m, len, &v), 0);
+	assert_int_equal(tl_batch_inflate(&v, out, sizeof(out), &body), -EBADMSG);
+	/* A truncated block (the record shortened, body_len with it). */
+	memcpy(m, b, len);
+	tl_batch_put32(m + 16, tl_batch_le32(b + 16) - 7);
+	assert_int_equal(tl_batch_parse(m, len - 7, &v), 0);
+	assert_int_equal(tl_batch_inflate(&v, out, sizeof(out), &body), -EBADMSG);
+	/* Both compression flags at once is not a batch. */
+	memcpy(m, b, len);
+	m[6] |= TL_BATCH_F_GZIP;
+	assert_int_equal(tl_batch_parse(m, len, &v), -EBADMSG);
+	/* Damaged bytes: LZ4 has no checksum, so some flips decode to other bytes of the
+	 * same length (the spool's own checksum catches those); none may crash or overrun,
+	 * and the token/offset damage that changes the length must be refused. */
+	for (size_t at = body_at; at < len; at++, n++) {
+		memcpy(m, b, len);
+		m[at] ^= 0x5a;
+		assert_int_equal(tl_batch_parse(m, len, &v), 0);
+		bad += tl_batch_inflate(&v, out, v.raw_len, &body) == -EBADMSG;
+	}
+	assert_true(bad > 0);
+	assert_true(bad <= n);
+}
+
+static void
+test_encode_create_bad_codec_einval(void **state)
+{
+	struct fx *f = *state;
+	struct tl_encode_conf c = conf_of(10, 1 << 20, 0);
+	struct tl_encoder *e = (struct tl_encoder *)1;
+
+	c.codec = 3;
+	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c, &e), -EINVAL);
+	assert_null(e);
+	c.codec = TL_BATCH_CODEC_GZIP;
+	c.gzip_level = 0;
+	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c, &e), -EINVAL);
+	c.gzip_level = 13;
+	assert_int_equal(tl_encoder_create(f->s, TL_BATCH_SINK_OUTPUT, &c, &e), -EINVAL);
 }
 
 static void
@@ -1141,6 +1251,12 @@ main(void)
 	                test_batch_inflate_corrupt_gzip_ebadmsg, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_batch_parse_random_flips_never_crash, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_encode_seal_lz4_inflates_to_plain_body, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_batch_inflate_corrupt_lz4_ebadmsg, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_encode_create_bad_codec_einval, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -628,6 +628,7 @@ run_events(struct run *r, const struct tl_schema *s, const char *db, size_t n, u
 		        .producer = 1,
 		        .batch_rows = 64,
 		        .batch_bytes = 128 * 1024,
+		        .codec = level[t] ? TL_BATCH_CODEC_GZIP : TL_BATCH_CODEC_NONE,
 		        .gzip_level = level[t],
 		};
 

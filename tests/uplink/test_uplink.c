@@ -45,7 +45,7 @@
 #define SEC 1000000000ull
 #define DRAIN (180 * SEC)
 /* A two-byte LEB128 length: 16383, longer than any batch the poisoning tests make. */
-#define POISON_LEN 16383u
+#define POISON_LEN 2097151u
 
 static struct tl_test_ch ch;
 static struct tl_corpus *corpus;
@@ -141,6 +141,7 @@ enc_init(struct enc *x, uint32_t batch_rows, int gzip)
 		        .producer = 0,
 		        .batch_rows = batch_rows,
 		        .batch_bytes = 256 * 1024,
+		        .codec = gzip ? TL_BATCH_CODEC_GZIP : TL_BATCH_CODEC_NONE,
 		        .gzip_level = gzip,
 		};
 
@@ -298,9 +299,10 @@ body_of(struct batch *b, struct tl_batch_view *v)
 
 /*
  * Corrupt row @p row of @p b: the LEB128 length of the String at @p at bytes into the
- * row (one byte long) and the byte after it become 0xFF 0x7F (16383), which runs past
- * the end of the batch from there, so any range of rows that holds this one is refused
- * ("Cannot read all data"). The batch's bytes stay the same length and no checksum is
+ * row (one byte long) and the two bytes after it become 0xFF 0xFF 0x7F (POISON_LEN,
+ * 2 MiB), which runs past the end of everything a test spools, so any insert that holds
+ * this row is refused ("Cannot read all data") however many records share it: a shorter
+ * bad length could swallow the rows after it and parse (rows silently gone). The batch's bytes stay the same length and no checksum is
  * recomputed: the spool record carries them as they are.
  * @param raw  out: hex of the corrupted row (what dead_letter.raw must hold).
  */
@@ -311,10 +313,10 @@ poison(struct batch *b, uint32_t row, uint32_t at, char *raw)
 	uint8_t *body = body_of(b, &v);
 	uint32_t s = tl_batch_row_start(&v, row), e = tl_batch_row_end(&v, row);
 
-	assert_true(body[s + at] < 0x80 && s + at + 2 < e);
-	assert_true(v.raw_len - (s + at + 2) < POISON_LEN);
+	assert_true(body[s + at] < 0x80 && s + at + 3 < e);
 	body[s + at] = 0xFF;
-	body[s + at + 1] = 0x7F;
+	body[s + at + 1] = 0xFF;
+	body[s + at + 2] = 0x7F;
 	hex(body + s, e - s, raw);
 }
 
@@ -392,6 +394,9 @@ spool_close(struct sp *x)
 
 /* ---- uplink ---- */
 
+/* false: corrupt rows reach ClickHouse, so its refusals and the bisection are tested. */
+static bool verify_rows = true;
+
 static void
 up_conf(struct tl_uplink_conf *c, const char *db)
 {
@@ -402,6 +407,7 @@ up_conf(struct tl_uplink_conf *c, const char *db)
 	c->max_in_flight = 4;
 	c->connect_timeout = 2 * SEC;
 	c->timeout = 30 * SEC;
+	c->verify_rows = verify_rows;
 }
 
 static struct tl_uplink *
@@ -634,17 +640,22 @@ check_dead(const char *db, const struct dead *want, size_t n)
 		if (at == NULL)
 			fail_msg("no dead_letter row for batch %llu raw %.40s...\n%s",
 			        (unsigned long long)want[i].id, want[i].raw, r);
-		/* The server's own message follows: a short read of the string (code 33). */
+		/* The server's own message follows: a short read of the string (code 33);
+		 * or the uplink's, when it found the row corrupt before sending. */
 		at += strlen(line);
-		assert_true(strncmp(at, "Code: 33", 8) == 0 || strstr(at, "CANNOT_READ_ALL_DATA"));
+		if (verify_rows)
+			assert_true(strncmp(at, "row does not match the columns of its table", 43) == 0);
+		else
+			assert_true(strncmp(at, "Code: 33", 8) == 0 ||
+			            strstr(at, "CANNOT_READ_ALL_DATA"));
 	}
 	free(r);
 }
 
 static void
-test_uplink_poisoned_batch_bisected_rest_delivered(void **state)
+poisoned(bool verify)
 {
-	const char *db = "tl_up_poison";
+	const char *db = verify ? "tl_up_corrupt" : "tl_up_poison";
 	struct batches bs = {0};
 	struct dead *dead = calloc(8, sizeof(*dead));
 	uint64_t want[TL_BATCH_TABLE_MAX];
@@ -655,7 +666,7 @@ test_uplink_poisoned_batch_bisected_rest_delivered(void **state)
 	struct sp x;
 	size_t nd = 0;
 
-	(void)state;
+	verify_rows = verify;
 	assert_non_null(dead);
 	spool_open(&x);
 	corpus_batches(200, 5, &bs);
@@ -715,22 +726,50 @@ test_uplink_poisoned_batch_bisected_rest_delivered(void **state)
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
 		assert_int_equal(
 		        st.rows_delivered[t], want[t] - (t == TL_BATCH_DEAD_LETTER ? nd : 0));
-	/* Bounded: at most 2 x rows - 2 probes per bad batch. */
-	assert_true(st.bisect_inserts > 0);
-	assert_true(st.bisect_inserts <= 2 * (64 + 3 + 9) - 6);
-	assert_true(st.inserts_rejected >= 3);
 	assert_int_equal(st.rows_found, 0);
 	assert_int_equal(spool_records(&x), 0);
-	/* The probe table is a Null engine: it kept nothing. */
-	assert_int_equal(sql_u64("SELECT count() FROM system.tables WHERE database = '%s' AND "
-	                         "name = '_tapline_probe_sink_output' AND engine = 'Null'",
-	                         db),
-	        1);
-	assert_int_equal(sql_u64("SELECT count() FROM `%s`._tapline_probe_sink_output", db), 0);
+	if (verify) {
+		/* Found before sending: ClickHouse never saw them, nothing was probed. */
+		assert_int_equal(st.rows_invalid, nd);
+		assert_int_equal(st.bisect_inserts, 0);
+		assert_int_equal(st.inserts_rejected, 0);
+	} else {
+		/* Bounded: at most 2 x rows - 2 probes per bad batch. */
+		assert_int_equal(st.rows_invalid, 0);
+		assert_true(st.bisect_inserts > 0);
+		assert_true(st.bisect_inserts <= 2 * (64 + 3 + 9) - 6);
+		assert_true(st.inserts_rejected >= 3);
+		/* The probe table is a Null engine: it kept nothing. */
+		assert_int_equal(sql_u64("SELECT count() FROM system.tables WHERE database = '%s' "
+		                         "AND name = '_tapline_probe_sink_output' AND engine = "
+		                         "'Null'",
+		                         db),
+		        1);
+		assert_int_equal(
+		        sql_u64("SELECT count() FROM `%s`._tapline_probe_sink_output", db), 0);
+	}
 	tl_uplink_stop(u);
 	spool_close(&x);
 	batches_free(&bs);
 	free(dead);
+	verify_rows = true;
+}
+
+static void
+test_uplink_poisoned_batch_bisected_rest_delivered(void **state)
+{
+	(void)state;
+	poisoned(false);
+}
+
+/* The same corrupt rows, checked by the uplink itself (the default): dead-lettered
+ * without a round trip, and never sent with their neighbours, which a wrong string
+ * length would swallow. */
+static void
+test_uplink_corrupt_rows_dead_lettered_before_sending(void **state)
+{
+	(void)state;
+	poisoned(true);
 }
 
 /*
@@ -755,6 +794,7 @@ test_uplink_absurd_string_length_bisected(void **state)
 	struct sp x;
 
 	(void)state;
+	verify_rows = false; /* the server's answer to it is what this tests */
 	spool_open(&x);
 	i = hand_batch(TL_BATCH_SINK_OUTPUT, 16, "hg", &bs);
 	b = &bs.b[i];
@@ -784,6 +824,7 @@ test_uplink_absurd_string_length_bisected(void **state)
 	tl_uplink_stop(u);
 	spool_close(&x);
 	batches_free(&bs);
+	verify_rows = true;
 }
 
 static void
@@ -801,6 +842,7 @@ test_uplink_already_landed_not_sent_again(void **state)
 	uint64_t want[TL_BATCH_TABLE_MAX] = {0};
 
 	(void)state;
+	verify_rows = false; /* a bisection by the server, cut short, is what this tests */
 	spool_open(&x);
 	/* The tables exist (an earlier run made them). */
 	u = up_start(db, &x);
@@ -856,6 +898,7 @@ test_uplink_already_landed_not_sent_again(void **state)
 	check_tables(db, want);
 	spool_close(&x);
 	batches_free(&bs);
+	verify_rows = true;
 }
 
 static void
@@ -1020,6 +1063,7 @@ main(void)
 	const struct CMUnitTest server[] = {
 	        cmocka_unit_test(test_uplink_tables_missing_created_every_row_lands_once),
 	        cmocka_unit_test(test_uplink_poisoned_batch_bisected_rest_delivered),
+	        cmocka_unit_test(test_uplink_corrupt_rows_dead_lettered_before_sending),
 	        cmocka_unit_test(test_uplink_absurd_string_length_bisected),
 	        cmocka_unit_test(test_uplink_already_landed_not_sent_again),
 	        cmocka_unit_test(test_uplink_clickhouse_down_nothing_acked_then_exactly_once),
