@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "tl_app.h"
+#include "bench_classify.h"
 #include "tl_bench.h"
 #include "tl_bench_ref.h"
 #include "tl_cmd.h"
@@ -618,8 +619,19 @@ tl_cmd_bench(int argc, char **argv)
 	 * profile's batch settings), committed with fsync, in the spool's steady state. */
 	if (bench_spool(&cfg, schema, &cv, min_secs) < 0)
 		goto out;
+	/* 5. error classification with the Spark profile's patterns. */
+	{
+		const char *const *dirs = tl_app_profile_dirs();
+		char spark[4096];
+
+		snprintf(spark, sizeof(spark), "%s/spark.yaml", dirs[0]);
+		for (int i = 0; dirs[i] && access(spark, R_OK) != 0; i++)
+			snprintf(spark, sizeof(spark), "%s/spark.yaml", dirs[i]);
+		if (tl_bench_classify(spark, &cv.ev, min_secs) < 0)
+			goto out;
+	}
 e2e:
-	/* 5. end to end into ClickHouse, next to ClickHouse's own ceiling. */
+	/* 6. end to end into ClickHouse, next to ClickHouse's own ceiling. */
 	if (e2e.url) {
 		if (tl_bench_e2e(&cfg, schema, &cv.ev, &e2e) < 0)
 			goto out;

@@ -14,6 +14,7 @@ static const struct {
 	{"schema", tl_cmd_schema, "print the ClickHouse DDL of the profile's tables (schema ddl)"},
 	{"spool", tl_cmd_spool, "inspect or drain the spool (spool stat|dump|replay)"},
 	{"gen", tl_cmd_gen, "generate realistic telemetry: send over UDP or write pcap"},
+	{"patterns", tl_cmd_patterns, "try a profile's error patterns on a log file (patterns test)"},
 	{"bench", tl_cmd_bench, "measure extraction throughput (prints figure lines)"},
 };
 

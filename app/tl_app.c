@@ -45,6 +45,9 @@ const struct tl_opt tl_app_opts[] = {
 	{.name = "metrics", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_app_config, metrics),
 		.sub = tl_metrics_opts, .check = tl_metrics_check,
 		.desc = "Prometheus /metrics and /healthz on a loopback port"},
+	{.name = "classify", .type = TL_OPT_SECTION,
+		.offset = offsetof(struct tl_app_config, classify), .sub = tl_classify_opts,
+		.desc = "error patterns compiled into one Hyperscan database"},
 	{.name = NULL},
 };
 

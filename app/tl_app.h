@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 
+#include "tl_classify.h"
 #include "tl_capture.h"
 #include "tl_metrics.h"
 #include "tl_pipeline.h"
@@ -28,6 +29,7 @@ struct tl_app_config {
 	struct tl_spool_conf spool;
 	struct tl_uplink_conf uplink;
 	struct tl_metrics_conf metrics;
+	struct tl_classify_conf classify;
 };
 
 extern const struct tl_opt tl_app_opts[];

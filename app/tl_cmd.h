@@ -27,6 +27,10 @@ int tl_cmd_schema(int argc, char **argv);
 /** `tapline spool stat|dump|replay`: inspect and drain the LMDB spool (app/cmd_spool.c). */
 int tl_cmd_spool(int argc, char **argv);
 
+/** `tapline patterns test PROFILE FILE`: a profile's error patterns over a log file
+ * (app/cmd_patterns.c). */
+int tl_cmd_patterns(int argc, char **argv);
+
 /** `tapline bench`: throughput figures (app/cmd_bench.c). */
 int tl_cmd_bench(int argc, char **argv);
 

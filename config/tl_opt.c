@@ -774,6 +774,27 @@ apply_strlist(struct loader *l, const struct tl_opt *o, void *obj, const struct 
 
 static void apply_defaults(struct loader *l, const struct tl_opt *t, void *obj, const char *path);
 
+/* The element's own location, kept past the arena for modules that validate elements
+ * later (a pattern that does not compile is reported at its `-` entry). */
+static void
+record_loc(struct tl_opt_loc *loc, const struct tl_ynode *n)
+{
+	size_t len = n->file ? strlen(n->file) : 0;
+
+	memset(loc, 0, sizeof(*loc));
+	if (len < sizeof(loc->file)) {
+		if (len > 0)
+			memcpy(loc->file, n->file, len);
+	} else {
+		size_t keep = sizeof(loc->file) - 4;
+
+		memcpy(loc->file, "...", 3);
+		memcpy(loc->file + 3, n->file + len - keep, keep);
+	}
+	loc->line = n->line;
+	loc->col = n->col;
+}
+
 static void
 apply_list(struct loader *l, const struct tl_opt *o, void *obj, const struct tl_ynode *n,
         const char *path)
@@ -809,6 +830,8 @@ apply_list(struct loader *l, const struct tl_opt *o, void *obj, const struct tl_
 		apply_defaults(l, o->sub, elem, ipath);
 		apply_table(
 		        l, o->sub, elem, it->type == TL_YNODE_MAP ? it : NULL, it, ipath, false);
+		if (o->flags & TL_OPT_F_LOC)
+			record_loc((struct tl_opt_loc *)((char *)elem + o->loc_offset), it);
 		if (l->total == before)
 			run_check(l, o->check, elem, it, false, ipath);
 		count++;

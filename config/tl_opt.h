@@ -22,7 +22,8 @@
  *  - TL_OPT_STRLIST   char[max_items][size], uint32_t count at count_offset
  *  - TL_OPT_SECTION   nested struct at offset, keys from sub[]
  *  - TL_OPT_LIST      array of max_items structs of `size` bytes at offset, each
- *                     configured from sub[]; uint32_t count at count_offset
+ *                     configured from sub[]; uint32_t count at count_offset; with
+ *                     TL_OPT_F_LOC, each element's struct tl_opt_loc at loc_offset
  *
  * Thread-safety: the loader is not reentrant for one tl_config_doc; tables are const.
  */
@@ -50,6 +51,25 @@ enum tl_opt_type {
 /** Option flags. */
 #define TL_OPT_F_REQUIRED 0x1u /**< must be set by the profile chain (no default) */
 #define TL_OPT_F_SECRET 0x2u   /**< never printed by config show or logged */
+#define TL_OPT_F_LOC 0x4u      /**< LIST: record each element's location at loc_offset */
+
+/** Longest file name kept in a struct tl_opt_loc (longer names keep their tail). */
+#define TL_OPT_LOC_FILE 256
+
+/**
+ * Where a LIST element was written, for messages about it after loading (a module that
+ * validates elements later, e.g. when compiling them, reports `file:line: ...`). Filled
+ * by the loader for a LIST entry with TL_OPT_F_LOC (an element of a table default is
+ * located in "default of <option path>"); a caller-filled struct leaves it zeroed
+ * (file "", line 0: no location).
+ */
+struct tl_opt_loc {
+	char file[TL_OPT_LOC_FILE]; /**< the file as the loader named it; a too long name is
+	                                 shortened to "..." and its last bytes */
+	uint32_t line;              /**< 1-based line where the element starts: its first
+	                                 key, on the line of its `-` in the usual block style */
+	uint32_t col;               /**< 1-based column of that first key */
+};
 
 /**
  * Semantic check run after a SECTION or LIST element is fully parsed.
@@ -73,6 +93,8 @@ struct tl_opt {
 	uint32_t flags;              /**< TL_OPT_F_* */
 	tl_opt_check_fn check;       /**< SECTION/LIST element: optional semantic check */
 	const char *desc;            /**< one line for --help and docs */
+	size_t loc_offset;           /**< LIST with TL_OPT_F_LOC: offsetof() a struct tl_opt_loc
+	                                  in the element */
 };
 
 /**
