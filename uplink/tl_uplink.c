@@ -852,6 +852,16 @@ bisect_next(struct tl_uplink *u, struct slot *sl)
 	finish_bisect(u, sl);
 }
 
+/* No memory for a dead row: drop the bisection, the record is retried as a whole. */
+static void
+abandon_bisect(struct tl_uplink *u, struct slot *sl)
+{
+	wait_backoff(u, sl);
+	free_bisect(sl->bis);
+	sl->bis = NULL;
+	sl->mode = MODE_RECORDS;
+}
+
 /*
  * Split record @p rec of the slot by rows: it was refused as a whole (@p refused_whole),
  * or some of its rows were found in ClickHouse (a previous process bisected it).
@@ -906,20 +916,14 @@ start_bisect(
 			        i, b->batch_id, tl_batch_table_name(sl->table));
 			if (add_dead_row(u, b, b->src + st, b->end[i] - st,
 			            "row does not match the columns of its table") < 0) {
-				wait_backoff(u, sl);
-				free_bisect(b);
-				sl->bis = NULL;
-				sl->mode = MODE_RECORDS;
+				abandon_bisect(u, sl);
 				return;
 			}
 		}
 	} else if (!refused_whole)
 		push(b, 0, n);
 	else if (refused(u, b, 0, n, why) < 0) {
-		wait_backoff(u, sl); /* no memory for the dead row: retried as a whole */
-		free_bisect(b);
-		sl->bis = NULL;
-		sl->mode = MODE_RECORDS;
+		abandon_bisect(u, sl);
 		return;
 	}
 	bisect_next(u, sl);

@@ -1217,8 +1217,16 @@ test_spool_quarantine_by_reader_moves_record(void **state)
 	/* Quarantined as stored: the spool's record header, then the payload. */
 	assert_int_equal(q.len[0], HDR + 3001);
 	check_seeded(q.data[0] + HDR, 3001, 71);
-	/* Survives a reopen, and the key is not reused. */
+	/* Survives a reopen, and the key is not reused; a reader-only spool cannot move
+	 * records. */
 	tl_spool_close(sp);
+	{
+		struct tl_spool *ro = NULL;
+
+		assert_int_equal(tl_spool_open(&fx->conf, 0, TL_SPOOL_RDONLY, NULL, NULL, &ro), 0);
+		assert_int_equal(tl_spool_quarantine(ro, 1), -EROFS);
+		tl_spool_close(ro);
+	}
 	sp = open_spool(&fx->conf, 1, NULL);
 	tl_spool_stats(sp, &st);
 	assert_int_equal(st.records, 3);

@@ -819,6 +819,29 @@ append_mix(struct fx *f, struct tl_encoder *e, int n)
 	}
 }
 
+/*
+ * The @p n rows of append_mix() in @p body (a decompressed body) equal the plain batch
+ * @p v0's but for batch_id, which sits right before extra ({"x<i%3>":[<i>]}).
+ */
+static void
+same_rows_but_batch_id(const struct tl_batch_view *v0, const uint8_t *body, uint64_t id, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t st = tl_batch_row_start(v0, i), len = tl_batch_row_end(v0, i) - st;
+		const uint8_t *r0 = v0->body + st, *r1 = body + st;
+		char xs[64];
+		size_t xl = (size_t)snprintf(xs, sizeof(xs), "{\"x%u\":[%u]}", i % 3, i);
+		size_t id_at = len - xl - 1 - 8;
+
+		assert_memory_equal(r0 + len - xl, xs, xl);
+		assert_int_equal(r0[len - xl - 1], xl);
+		assert_int_equal(tl_batch_le64(r0 + id_at), v0->hdr.batch_id);
+		assert_int_equal(tl_batch_le64(r1 + id_at), id);
+		assert_memory_equal(r0, r1, id_at);
+		assert_memory_equal(r0 + id_at + 8, r1 + id_at + 8, len - id_at - 8);
+	}
+}
+
 static void
 test_encode_seal_gzip_inflates_to_plain_body(void **state)
 {
@@ -850,21 +873,7 @@ test_encode_seal_gzip_inflates_to_plain_body(void **state)
 	assert_int_equal(tl_batch_inflate(&v6, out, v6.raw_len - 1, &body), -ENOSPC);
 	assert_int_equal(tl_batch_inflate(&v6, out, sizeof(out), &body), 0);
 	assert_ptr_equal(body, out);
-	/* Same rows but for batch_id, which sits before extra ({"x<i%3>":[<i>]}). */
-	for (uint32_t i = 0; i < 200; i++) {
-		uint32_t st = tl_batch_row_start(&v0, i), len = tl_batch_row_end(&v0, i) - st;
-		const uint8_t *r0 = v0.body + st, *r6 = out + st;
-		char xs[64];
-		size_t xl = (size_t)snprintf(xs, sizeof(xs), "{\"x%u\":[%u]}", i % 3, i);
-		size_t id_at = len - xl - 1 - 8;
-
-		assert_memory_equal(r0 + len - xl, xs, xl);
-		assert_int_equal(r0[len - xl - 1], xl);
-		assert_int_equal(tl_batch_le64(r0 + id_at), v0.hdr.batch_id);
-		assert_int_equal(tl_batch_le64(r6 + id_at), v6.hdr.batch_id);
-		assert_memory_equal(r0, r6, id_at);
-		assert_memory_equal(r0 + id_at + 8, r6 + id_at + 8, len - id_at - 8);
-	}
+	same_rows_but_batch_id(&v0, out, v6.hdr.batch_id, 200);
 	/* The header's other fields. */
 	assert_int_equal(v6.hdr.producer, 3);
 	assert_int_equal(v6.hdr.schema_gen, 9);
@@ -1101,18 +1110,7 @@ test_encode_seal_lz4_inflates_to_plain_body(void **state)
 	assert_int_equal(tl_batch_inflate(&vl, out, vl.raw_len - 1, &body), -ENOSPC);
 	assert_int_equal(tl_batch_inflate(&vl, out, sizeof(out), &body), 0);
 	assert_ptr_equal(body, out);
-	/* Identical rows but for the batch id (8 bytes before extra, see the gzip test). */
-	for (uint32_t i = 0; i < 300; i++) {
-		uint32_t st = tl_batch_row_start(&v0, i), len = tl_batch_row_end(&v0, i) - st;
-		char xs[64];
-		size_t xl = (size_t)snprintf(xs, sizeof(xs), "{\"x%u\":[%u]}", i % 3, i);
-		size_t id_at = len - xl - 1 - 8;
-
-		assert_memory_equal(v0.body + st, out + st, id_at);
-		assert_int_equal(tl_batch_le64(out + st + id_at), vl.hdr.batch_id);
-		assert_memory_equal(
-		        v0.body + st + id_at + 8, out + st + id_at + 8, len - id_at - 8);
-	}
+	same_rows_but_batch_id(&v0, out, vl.hdr.batch_id, 300);
 	tl_encoder_free(e0);
 	tl_encoder_free(el);
 }

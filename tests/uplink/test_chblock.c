@@ -618,27 +618,11 @@ test_bench_codecs_on_corpus_rows(void **state)
 static long
 post(const char *params, const void *body, size_t len, struct tl_test_http *out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/octet-stream");
 	char url[4096];
-	long code = 0;
 
-	out->p = calloc(1, 1);
-	out->n = 0;
-	assert_non_null(c);
 	snprintf(url, sizeof(url), "%s?%s", srv.url, params);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tl_test_http_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
-	return code;
+	return tl_test_http_post(url, body, len,
+	        curl_slist_append(NULL, "Content-Type: application/octet-stream"), out);
 }
 
 static void
