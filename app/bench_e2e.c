@@ -257,56 +257,86 @@ rows_build(const struct tl_app_config *cfg, const struct tl_schema *schema,
 	return rc;
 }
 
-/* ClickHouse's ceiling: one bulk INSERT per table, straight from one client. */
+/*
+ * ClickHouse's ceiling: the rows bulk-inserted straight from one client, one INSERT per
+ * table (or INSERTs of @p chunk bytes), @p parallel of them at once (each table's rows cut
+ * into that many INSERTs).
+ */
 static int
 run_ceiling(struct tl_ch *ch, const struct tl_schema *schema, const struct rows *r, int ch_pid,
-        size_t chunk, double *events_per_s)
+        size_t chunk, unsigned parallel, double *events_per_s)
 {
-	unsigned inserts = 0;
+	struct piece {
+		int t;
+		size_t at, len;
+	} *pc = NULL;
+	unsigned n = 0, cap = 0, next = 0, done = 0, inserts;
 	uint64_t t0, t1, landed = 0;
 	double ch0, ch1;
 	int rc = create_tables(ch, schema, DB_CEILING);
 
 	if (rc < 0)
 		return rc;
-	ch0 = proc_cpu_s(ch_pid);
-	t0 = mono_ns();
 	for (int t = 0; t < 2 && rc == 0; t++) {
-		size_t at = 0;
+		size_t at = 0, cut = chunk, share = (r->len[t] + parallel - 1) / parallel;
 
-		for (uint32_t b = 0; b < r->nb[t] && rc == 0;) {
-			struct tl_ch_insert ins = {
-			        .id = (uint64_t)t + 1,
-			        .database = DB_CEILING,
-			        .table = tl_batch_table_name((unsigned)t),
-			        .format = "RowBinary",
-			        .body = r->body[t] + at,
-			};
-			struct tl_ch_result res;
-			int n;
+		/* Whole sealed batches: up to @p chunk bytes (0: everything at once), or about
+		 * a @p parallel th of the table's rows. */
+		if (parallel > 1 && (cut == 0 || cut > share))
+			cut = share;
+		for (uint32_t b = 0; b < r->nb[t];) {
+			if (n == cap) {
+				struct piece *p = realloc(pc, (cap = cap ? 2 * cap : 16) * sizeof(*p));
 
-			/* Whole sealed batches up to @p chunk bytes (0: everything at once). */
+				if (p == NULL) {
+					rc = -ENOMEM;
+					break;
+				}
+				pc = p;
+			}
 			do
 				b++;
-			while (b < r->nb[t] && (chunk == 0 || r->bend[t][b] - at <= chunk));
-			ins.len = r->bend[t][b - 1] - at;
+			while (b < r->nb[t] &&
+			        (cut == 0 || (cut == share ? r->bend[t][b - 1] - at < cut
+			                                   : r->bend[t][b] - at <= cut)));
+			pc[n++] = (struct piece){t, at, r->bend[t][b - 1] - at};
 			at = r->bend[t][b - 1];
-			inserts++;
-			if ((rc = tl_ch_submit(ch, &ins)) < 0)
-				break;
-			do
-				n = tl_ch_poll(ch, 1000, &res, 1);
-			while (n == 0);
-			if (n < 0) {
-				rc = n;
-			} else if (res.outcome != TL_CH_OK) {
-				TL_ERR("bench e2e: ceiling insert: %s: %s",
-				        tl_ch_outcome_name(res.outcome), res.message);
-				rc = -EIO;
-			}
 		}
 	}
+	inserts = n;
+	ch0 = proc_cpu_s(ch_pid);
+	t0 = mono_ns();
+	while (rc == 0 && done < n) {
+		struct tl_ch_result res[16];
+		int got;
+
+		while (next < n && next - done < parallel) {
+			struct tl_ch_insert ins = {
+			        .id = next + 1,
+			        .database = DB_CEILING,
+			        .table = tl_batch_table_name((unsigned)pc[next].t),
+			        .format = "RowBinary",
+			        .body = r->body[pc[next].t] + pc[next].at,
+			        .len = pc[next].len,
+			};
+
+			if ((rc = tl_ch_submit(ch, &ins)) < 0)
+				break;
+			next++;
+		}
+		if (rc < 0 || (got = tl_ch_poll(ch, 1000, res, 16)) < 0) {
+			rc = rc < 0 ? rc : got;
+			break;
+		}
+		for (int i = 0; i < got; i++, done++)
+			if (res[i].outcome != TL_CH_OK) {
+				TL_ERR("bench e2e: ceiling insert: %s: %s",
+				        tl_ch_outcome_name(res[i].outcome), res[i].message);
+				rc = -EIO;
+			}
+	}
 	t1 = mono_ns();
+	free(pc);
 	if (rc == 0 && (rc = count_rows(ch, DB_CEILING, &landed)) == 0 &&
 	        landed != r->n[0] + r->n[1]) {
 		TL_ERR("bench e2e: ceiling: %" PRIu64 " of %" PRIu64 " rows landed", landed,
@@ -317,8 +347,8 @@ run_ceiling(struct tl_ch *ch, const struct tl_schema *schema, const struct rows 
 	drop_database(ch, DB_CEILING);
 	if (rc == 0) {
 		*events_per_s = (double)landed / ((double)(t1 - t0) / 1e9);
-		printf("#   ceiling: %" PRIu64 " rows in %.2f s, %u inserts", landed,
-		        (double)(t1 - t0) / 1e9, inserts);
+		printf("#   ceiling: %" PRIu64 " rows in %.2f s, %u inserts (%u at once)", landed,
+		        (double)(t1 - t0) / 1e9, inserts, parallel);
 		if (ch0 >= 0 && ch1 >= 0)
 			printf(", clickhouse cpu %.2f s", ch1 - ch0);
 		printf("\n");
@@ -385,7 +415,7 @@ run_e2e(struct tl_ch *ch, const struct tl_app_config *cfg, const struct tl_schem
 	snprintf(uc.database, sizeof(uc.database), "%s", DB_E2E);
 	for (int i = 0; tl_ch_compression_names[i]; i++)
 		if (strcmp(tl_ch_compression_names[i],
-		            bc->compression ? bc->compression : "none") == 0)
+		            bc->compression ? bc->compression : "lz4") == 0)
 			uc.compression = i;
 
 	if ((rc = tl_spool_open(&sc, 1, 0, NULL, NULL, &sp)) < 0)
@@ -468,8 +498,10 @@ run_e2e(struct tl_ch *ch, const struct tl_app_config *cfg, const struct tl_schem
 	if (rc == 0) {
 		*events_per_s = (double)landed / ((double)(t1 - t0) / 1e9);
 		printf("#   e2e: %" PRIu64 " rows in %.2f s (fed in %.2f s), %" PRIu64
-		       " inserts, %.1f MB sent, %" PRIu64 " spool waits, tapline cpu %.2f s\n",
+		       " inserts (%" PRIu64 " streamed), %.1f MB sent, %" PRIu64
+		       " spool waits, tapline cpu %.2f s\n",
 		        landed, (double)(t1 - t0) / 1e9, (double)(t_fed - t0) / 1e9, us.inserts_ok,
+		        us.inserts_streamed,
 		        (double)us.bytes_sent / 1e6, waits, cpu_s(&ru1) - cpu_s(&ru0));
 		if (ch0 >= 0 && ch1 >= 0)
 			printf("#   e2e: clickhouse cpu %.2f s\n", ch1 - ch0);
@@ -507,7 +539,7 @@ tl_bench_e2e(const struct tl_app_config *cfg, const struct tl_schema *schema,
 	snprintf(cc.url, sizeof(cc.url), "%s", bc->url);
 	snprintf(cc.database, sizeof(cc.database), "default");
 	cc.compression = 0; /* "none": the ceiling sends plain RowBinary */
-	cc.max_in_flight = 1;
+	cc.max_in_flight = 16;
 	cc.timeout = 600ull * 1000000000u;
 	if ((rc = tl_ch_open(&cc, &ch)) < 0)
 		goto out;
@@ -517,11 +549,11 @@ tl_bench_e2e(const struct tl_app_config *cfg, const struct tl_schema *schema,
 	       " error_events rows, %.1f MB RowBinary), %u rounds, uplink compression %s, "
 	       "batch compression %s\n",
 	        bc->events, r.n[0], r.n[1], (double)(r.len[0] + r.len[1]) / 1e6, rounds,
-	        bc->compression ? bc->compression : "none",
+	        bc->compression ? bc->compression : "lz4",
 	        tl_batch_codec_names[cfg->batch.compression]);
 	for (unsigned i = 0; i < rounds; i++) {
 		if ((rc = run_ceiling(ch, schema, &r, bc->clickhouse_pid, bc->ceiling_chunk,
-		             &ceiling[i])) < 0 ||
+		             bc->ceiling_parallel ? bc->ceiling_parallel : 1, &ceiling[i])) < 0 ||
 		        (rc = run_e2e(ch, cfg, schema, ev, bc, r.n[0] + r.n[1], &e2e[i])) < 0)
 			goto out;
 		printf("# round %u: ceiling %.0f events/s, end to end %.0f events/s (%.2f x)\n",

@@ -54,10 +54,12 @@ bench_usage(FILE *f)
 		"                      tapline_bench_* are created and dropped)\n"
 		"      --e2e-events N  events per end-to-end round (default 100000)\n"
 		"      --rounds N      end-to-end rounds; figures are medians (default 3)\n"
-		"      --e2e-compression C  uplink wire compression for it (default none)\n"
+		"      --e2e-compression C  uplink wire compression for it (default lz4: LZ4\n"
+		"                      batches go out as stored, as to a ClickHouse in the same rack)\n"
 		"      --e2e-only      run only the end-to-end benchmark\n"
 		"      --clickhouse-pid P  report that server's CPU time per run\n"
 		"      --ceiling-chunk B   ceiling INSERTs of B bytes (default: one per table)\n"
+		"      --ceiling-parallel N  N ceiling INSERTs at once, each table's rows cut in N\n"
 		"  -h, --help          this text\n");
 }
 
@@ -413,6 +415,7 @@ tl_cmd_bench(int argc, char **argv)
 		{"e2e-only", no_argument, NULL, 'O'},
 		{"clickhouse-pid", required_argument, NULL, 'P'},
 		{"ceiling-chunk", required_argument, NULL, 'K'},
+		{"ceiling-parallel", required_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -472,6 +475,13 @@ tl_cmd_bench(int argc, char **argv)
 			break;
 		case 'K':
 			e2e.ceiling_chunk = (size_t)strtoull(optarg, NULL, 10);
+			break;
+		case 'J':
+			e2e.ceiling_parallel = (unsigned)strtoul(optarg, NULL, 10);
+			if (e2e.ceiling_parallel < 1 || e2e.ceiling_parallel > 8) {
+				fprintf(stderr, "tapline bench: --ceiling-parallel takes 1 to 8\n");
+				return TL_EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			bench_usage(stdout);

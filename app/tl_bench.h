@@ -22,6 +22,7 @@ struct tl_bench_e2e_conf {
 	const char *compression; /**< uplink wire compression name; NULL: "none" */
 	int clickhouse_pid;      /**< > 0: report the server's CPU seconds per run */
 	size_t ceiling_chunk;    /**< ceiling INSERT size, bytes; 0: one INSERT per table */
+	unsigned ceiling_parallel; /**< ceiling INSERTs at once (0 or 1: one after another) */
 	const cpu_set_t *cpus;   /**< CPUs for the end-to-end run's threads (NULL: as is) */
 };
 

@@ -1235,6 +1235,17 @@ flushed(struct tl_spool *sp, const uint64_t *target, uint64_t acks)
 	return true;
 }
 
+bool
+tl_spool_writing(const struct tl_spool *sp)
+{
+	if (sp == NULL)
+		return false;
+	for (unsigned i = 0; i < sp->n_prod; i++)
+		if (ld(&sp->prod[i].puts) != ld(&sp->prod[i].done))
+			return true;
+	return false;
+}
+
 int
 tl_spool_flush(struct tl_spool *sp, uint64_t timeout_ns)
 {

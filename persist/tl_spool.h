@@ -266,6 +266,12 @@ struct tl_spool_stats {
 	int64_t error;               /**< the writer's fatal error, 0 while healthy */
 };
 
+/**
+ * Whether a producer's buffer is with the writer and not yet committed: more records are
+ * about to become readable. Thread-safe, lock-free, cheap; NULL-safe (false).
+ */
+bool tl_spool_writing(const struct tl_spool *sp);
+
 /** Fill @p st. Thread-safe, lock-free, cheap. NULL-safe for @p sp (zeroes @p st). */
 void tl_spool_stats(const struct tl_spool *sp, struct tl_spool_stats *st);
 

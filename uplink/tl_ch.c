@@ -55,6 +55,12 @@ struct slot {
 	uint64_t handed;
 	bool refused_rewind;
 	int encoding; /* enum tl_ch_compression of the body as sent */
+	/* a streamed insert: raw bytes pulled so far are off; with LZ4 the compressed
+	 * blocks of the last piece wait in zbuf[zoff, zlen) */
+	tl_ch_pull_fn pull;
+	bool pass; /* the pulled bytes are framed LZ4 blocks already: sent as they are */
+	bool paused;
+	size_t zoff, zlen;
 	/* compressed output, grows to the largest body seen */
 	unsigned char *zbuf;
 	size_t zcap;
@@ -80,7 +86,7 @@ struct tl_ch {
 	bool have_password;
 	bool tls; /* https */
 	CURLM *multi;
-	struct curl_slist *hdr_plain, *hdr_gzip, *hdr_zstd;
+	struct curl_slist *hdr_plain, *hdr_gzip, *hdr_zstd, *hdr_chunked;
 	struct libdeflate_compressor *gz;
 	ZSTD_CCtx *zc;
 	int codec;                          /* effective enum tl_ch_compression, never AUTO */
@@ -481,7 +487,7 @@ const struct tl_opt tl_uplink_opts[] = {
                 .desc = "libzstd level, 1 (fast) to 19 (small)"},
         {.name = "insert_bytes",
                 .type = TL_OPT_SIZE,
-                .def = "128MiB",
+                .def = "256MiB",
                 .offset = offsetof(struct tl_uplink_conf, insert_bytes),
                 .min = 1 << 20,
                 .max = 256 << 20,
@@ -494,6 +500,22 @@ const struct tl_opt tl_uplink_opts[] = {
                 .max = 60000000000ull,
                 .desc = "longest a partly filled INSERT waits for more rows while other "
                         "INSERTs are in flight (an idle uplink sends at once)"},
+        {.name = "stream",
+                .type = TL_OPT_BOOL,
+                .def = "true",
+                .offset = offsetof(struct tl_uplink_conf, stream),
+                .desc = "stream INSERTs: an INSERT starts with its first record and takes "
+                        "more as they commit, until full, insert_delay old or idle (one "
+                        "part per INSERT however the rows arrive); codec none or lz4 only"},
+        {.name = "streams",
+                .type = TL_OPT_UINT,
+                .def = "2",
+                .offset = offsetof(struct tl_uplink_conf, streams),
+                .min = 1,
+                .max = 16,
+                .desc = "streamed INSERTs open at once per table under load (ClickHouse "
+                        "parses each INSERT on one thread; each is one part); at most "
+                        "max_in_flight"},
         {.name = "verify_rows",
                 .type = TL_OPT_BOOL,
                 .def = "true",
@@ -735,12 +757,60 @@ tl_ch_backoff_ns(const struct tl_uplink_conf *conf, unsigned attempt, uint64_t r
 
 /* ---- libcurl callbacks ------------------------------------------------------------- */
 
+/* Streamed LZ4: one pulled piece at most this long becomes one set of blocks. */
+#define STREAM_PIECE (1u << 20)
+
+/*
+ * A streamed insert's next bytes: pulled from the caller as they come, LZ4-framed per
+ * piece when the codec is lz4. No bytes yet: pause until tl_ch_resume().
+ */
+static size_t
+read_stream(struct slot *s, char *buf, size_t want)
+{
+	const uint8_t *p;
+	long n;
+
+	if (s->zoff == s->zlen) {
+		n = s->pull(s->user, s->off, &p);
+		if (n == -EAGAIN) {
+			s->paused = true;
+			return CURL_READFUNC_PAUSE;
+		}
+		if (n <= 0)
+			return n == 0 ? 0 : CURL_READFUNC_ABORT;
+		if (s->encoding == TL_CH_COMPRESS_NONE || s->pass) {
+			if (want > (size_t)n)
+				want = (size_t)n;
+			memcpy(buf, p, want);
+			s->off += want;
+			s->handed += want;
+			return want;
+		}
+		if ((size_t)n > STREAM_PIECE)
+			n = STREAM_PIECE;
+		/* zbuf was sized for STREAM_PIECE at submit */
+		if (tl_chblock_compress(p, (size_t)n, s->zbuf, s->zcap, &s->zlen) < 0)
+			return CURL_READFUNC_ABORT;
+		s->zoff = 0;
+		s->off += (size_t)n;
+	}
+	if (want > s->zlen - s->zoff)
+		want = s->zlen - s->zoff;
+	memcpy(buf, s->zbuf + s->zoff, want);
+	s->zoff += want;
+	s->handed += want;
+	return want;
+}
+
 static size_t
 read_cb(char *buf, size_t size, size_t nitems, void *arg)
 {
 	struct slot *s = arg;
 	size_t want = size * nitems;
 	size_t left = s->len - s->off;
+
+	if (s->pull)
+		return read_stream(s, buf, want);
 
 	if (want > left)
 		want = left;
@@ -761,7 +831,8 @@ seek_cb(void *arg, curl_off_t offset, int origin)
 {
 	struct slot *s = arg;
 
-	if (origin != SEEK_SET || offset < 0 || (size_t)offset > s->len)
+	if (origin != SEEK_SET || offset < 0 || (!s->pull && (size_t)offset > s->len) ||
+	        (s->pull && offset != 0))
 		return CURL_SEEKFUNC_CANTSEEK;
 	if (s->handed > 0) {
 		s->refused_rewind = true;
@@ -1115,8 +1186,13 @@ tl_ch_open(const struct tl_uplink_conf *conf, struct tl_ch **out)
 		ch->hdr_plain = curl_slist_append(ch->hdr_plain, "Expect:");
 	ch->hdr_gzip = headers("gzip");
 	ch->hdr_zstd = headers("zstd");
+	ch->hdr_chunked = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+	if (ch->hdr_chunked)
+		ch->hdr_chunked = curl_slist_append(ch->hdr_chunked, "Expect:");
+	if (ch->hdr_chunked)
+		ch->hdr_chunked = curl_slist_append(ch->hdr_chunked, "Transfer-Encoding: chunked");
 	if (ch->multi == NULL || ch->hdr_plain == NULL || ch->hdr_gzip == NULL ||
-	        ch->hdr_zstd == NULL)
+	        ch->hdr_zstd == NULL || ch->hdr_chunked == NULL)
 		goto fail;
 	ch->n_slots = (unsigned)conf->max_in_flight;
 	curl_multi_setopt(ch->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)ch->n_slots);
@@ -1213,6 +1289,7 @@ tl_ch_close(struct tl_ch *ch)
 	curl_slist_free_all(ch->hdr_plain);
 	curl_slist_free_all(ch->hdr_gzip);
 	curl_slist_free_all(ch->hdr_zstd);
+	curl_slist_free_all(ch->hdr_chunked);
 	libdeflate_free_compressor(ch->gz);
 	ZSTD_freeCCtx(ch->zc);
 	explicit_bzero(ch->password, sizeof(ch->password));
@@ -1664,9 +1741,13 @@ tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins)
 	int rc;
 
 	if (ins->table == NULL || !valid_name(ins->table) || !valid_name(db) ||
-	        !valid_format(ins->format) || !valid_columns(ins->columns) || ins->body == NULL ||
-	        ins->len == 0 || (ins->query_id && !valid_query_id(ins->query_id)))
+	        !valid_format(ins->format) || !valid_columns(ins->columns) ||
+	        (!ins->pull && (ins->body == NULL || ins->len == 0)) ||
+	        (ins->pull && ins->kind != TL_CH_BODY_PLAIN && ins->kind != TL_CH_BODY_CHLZ4) ||
+	        (ins->query_id && !valid_query_id(ins->query_id)))
 		return -EINVAL;
+	if (ins->pull && ins->kind == TL_CH_BODY_PLAIN && !tl_ch_can_stream(ch))
+		return -ENOTSUP;
 	switch (ins->kind) {
 	case TL_CH_BODY_PLAIN:
 		enc = ch->codec;
@@ -1688,7 +1769,18 @@ tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins)
 		return rc;
 	s->body = ins->body;
 	s->len = ins->len;
-	if (ins->kind == TL_CH_BODY_PLAIN && enc != TL_CH_COMPRESS_NONE) {
+	s->pull = ins->pull;
+	s->pass = ins->kind == TL_CH_BODY_CHLZ4;
+	s->paused = false;
+	s->zoff = s->zlen = 0;
+	if (ins->pull) {
+		s->body = NULL;
+		s->len = 0;
+		if (enc == TL_CH_COMPRESS_LZ4 && !s->pass &&
+		        (rc = grow(&s->zbuf, &s->zcap, tl_chblock_bound(STREAM_PIECE))) < 0)
+			return rc;
+		hdr = ch->hdr_chunked;
+	} else if (ins->kind == TL_CH_BODY_PLAIN && enc != TL_CH_COMPRESS_NONE) {
 		rc = compress_body(ch, s, enc, ins->body, ins->len);
 		if (rc < 0)
 			return rc;
@@ -1709,8 +1801,8 @@ tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins)
 	s->errbuf[0] = '\0';
 	if (curl_easy_setopt(s->easy, CURLOPT_URL, s->url) != CURLE_OK ||
 	        curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, hdr) != CURLE_OK ||
-	        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len) !=
-	                CURLE_OK)
+	        curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+	                s->pull ? (curl_off_t)-1 : (curl_off_t)s->len) != CURLE_OK)
 		return -EIO;
 	s->t0 = now_ns();
 	if (curl_multi_add_handle(ch->multi, s->easy) != CURLM_OK)
@@ -1718,6 +1810,31 @@ tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins)
 	s->busy = true;
 	ch->n_free--;
 	return 0;
+}
+
+bool
+tl_ch_can_stream(const struct tl_ch *ch)
+{
+	return ch->codec == TL_CH_COMPRESS_NONE || ch->codec == TL_CH_COMPRESS_LZ4;
+}
+
+int
+tl_ch_resume(struct tl_ch *ch, void *user)
+{
+	for (unsigned i = 0; i < ch->n_slots; i++) {
+		struct slot *s = &ch->slots[i];
+
+		if (!s->busy || !s->pull || s->user != user)
+			continue;
+		if (s->paused) {
+			s->paused = false;
+			/* May call read_cb at once: the caller's buffer is ready. */
+			if (curl_easy_pause(s->easy, CURLPAUSE_CONT) != CURLE_OK)
+				return -EIO;
+		}
+		return 0;
+	}
+	return -ENOENT;
 }
 
 /* Move completed transfers into @p res; free their slots. */
@@ -1739,6 +1856,7 @@ drain(struct tl_ch *ch, struct tl_ch_result *res, unsigned max)
 		curl_multi_remove_handle(ch->multi, s->easy);
 		s->busy = false;
 		s->body = NULL;
+		s->pull = NULL;
 		ch->free_idx[ch->n_free++] = (unsigned)(s - ch->slots);
 	}
 	return n;

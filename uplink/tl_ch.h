@@ -168,6 +168,8 @@ struct tl_uplink_conf {
 	uint64_t insert_bytes;              /**< largest INSERT body (uncompressed), bytes */
 	uint64_t insert_delay;              /**< ns a partial INSERT waits while others fly */
 	bool verify_rows;                   /**< walk every row against its table's types */
+	bool stream;                        /**< streamed INSERTs where the codec allows */
+	uint64_t streams;                   /**< streamed INSERTs open per table at once */
 };
 
 extern const struct tl_opt tl_uplink_opts[];
@@ -228,6 +230,18 @@ enum tl_ch_body {
 /** Longest query id tl_ch_submit() and tl_ch_query_running() take. */
 #define TL_CH_QUERY_ID_MAX 64
 
+/**
+ * Pull the next bytes of a streamed insert's body (struct tl_ch_insert.pull). Called
+ * from tl_ch_poll() and tl_ch_resume() on the caller's thread.
+ * @param user   struct tl_ch_insert.user
+ * @param off    bytes of the body pulled so far
+ * @param data   out: the body's bytes from @p off on
+ * @return > 0: that many bytes at *data (valid until the caller changes its buffer, i.e.
+ *         not across a return to the caller's own code); 0: the body is complete;
+ *         -EAGAIN: nothing yet, the transfer waits for tl_ch_resume().
+ */
+typedef long (*tl_ch_pull_fn)(void *user, size_t off, const uint8_t **data);
+
 /** One insert: `INSERT INTO database.table (columns) FORMAT format` + body. */
 struct tl_ch_insert {
 	uint64_t id;          /**< caller's id (batch id), returned in the result */
@@ -242,6 +256,16 @@ struct tl_ch_insert {
 	 * Copied at submit. Reuse it when resending the same rows. */
 	const char *query_id;
 	void *user; /**< returned in the result */
+	/**
+	 * NULL: body/len hold the whole body. Else a streamed insert: body/len are ignored,
+	 * the body is pulled with this function as it grows and goes out with chunked
+	 * transfer encoding, so the server parses rows while the caller still adds them and
+	 * writes them as one part when the body ends (one INSERT of rows, however long it
+	 * took to arrive). A TL_CH_BODY_CHLZ4 body streams as it is (the caller pulls whole
+	 * framed blocks); a TL_CH_BODY_PLAIN body needs the codec none or lz4 (each pulled
+	 * piece becomes LZ4 blocks): gzip and zstd cannot stream here.
+	 */
+	tl_ch_pull_fn pull;
 };
 
 /**
@@ -352,6 +376,19 @@ int tl_ch_query_running(struct tl_ch *ch, const char *query_id, bool *running);
  *         grow; -EIO on a libcurl, libdeflate or libzstd failure.
  */
 int tl_ch_submit(struct tl_ch *ch, const struct tl_ch_insert *ins);
+
+/**
+ * Whether plain inserts can be streamed (struct tl_ch_insert.pull) with the effective
+ * codec. Framed LZ4 bodies always can.
+ */
+bool tl_ch_can_stream(const struct tl_ch *ch);
+
+/**
+ * A streamed insert's pull function has more to give (or the body has ended): continue
+ * the transfer of the insert whose user pointer is @p user, if it waits.
+ * @return 0; -ENOENT if no such streamed insert is in flight.
+ */
+int tl_ch_resume(struct tl_ch *ch, void *user);
 
 /** @return the number of inserts in flight. */
 unsigned tl_ch_in_flight(const struct tl_ch *ch);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tl_chblock.h"
 #include "tl_ddl.h"
 #include "tl_encode.h"
 #include "tl_error.h"
@@ -18,6 +19,12 @@
 
 #define MAX_KEYS 256                    /* spool records coalesced into one INSERT */
 #define INSERT_MIN_DELAY_NS 50000000ull /* ... and how long it waits for company when idle */
+#define STREAM_IDLE_NS 20000000ull      /* a streamed INSERT ends after this long without rows */
+#define STREAM_IDLE_MAX_NS 200000000ull /* ... or this long while the spool is committing */
+#define STREAM_POLL_MS 2                /* how often an open stream looks for new records */
+#define MS_NS 1000000ull
+#define STREAM_SPLIT (8u << 20) /* another stream opens when this much waits in the others */
+#define STREAM_STOP_NS 5000000000ull    /* how long a stop waits for streams to be answered */
 #define INSERT_ROWS TL_BATCH_MAX_ROWS   /* below max_insert_block_size: one block */
 #define COLS_LEN 16384
 #define MAYBE_DATA_TRIES 3 /* TL_CH_F_MAYBE_DATA retries before it counts as a reject */
@@ -73,6 +80,17 @@ struct slot {
 	int serial;       /* -1: all records at once; else the one record being sent alone */
 	bool check_first; /* ask ClickHouse what landed before sending (again) */
 	bool invalid;     /* its one record has rows that are not rows of the table */
+	/* A streamed INSERT (uplink.stream): submitted with its first record, it takes
+	 * records while it is u->filling[table] and ends when stream_end is set. */
+	bool streaming;
+	/* body holds each record as ClickHouse's LZ4 block, made from the spooled batch's
+	 * own LZ4 block without decompressing it (codec lz4); else the rows themselves */
+	bool framed;
+	uint64_t raw;  /* uncompressed bytes of its records */
+	size_t pulled; /* streamed: body bytes the transfer has taken */
+	bool stream_end;
+	bool stream_eof;  /* the whole body was pulled: an OK covers every record */
+	bool stream_more; /* records were added since the transfer last pulled */
 	char qid[TL_CH_QUERY_ID_MAX + 1]; /* query id of its last insert ("": none yet) */
 	unsigned attempt;
 	unsigned maybe_data; /* consecutive retries flagged TL_CH_F_MAYBE_DATA */
@@ -109,6 +127,13 @@ struct tl_uplink {
 	unsigned n_slots;
 	struct slot *filling[TL_BATCH_TABLE_MAX]; /* the slot coalescing each table, or NULL */
 	struct slot *ready[TL_CH_MAX_IN_FLIGHT];  /* filled during a read, sent after it */
+	bool stream_ok;                           /* uplink.stream and the codec allows it */
+	bool pass_lz4;  /* codec lz4: LZ4 batches go out as they are stored */
+	uint8_t *check; /* rows of a framed record, decompressed to check them */
+	size_t check_cap;
+	uint64_t stream_max_ns;                   /* a stream ends this old */
+	uint64_t last_take_ns;                    /* when a record was last taken */
+	int draining;                             /* callers in tl_uplink_drain() */
 	unsigned n_ready;
 	bool probe_ready[TL_BATCH_TABLE_MAX];
 	pthread_mutex_t lock; /* appliance */
@@ -117,6 +142,7 @@ struct tl_uplink {
 	char cols[TL_BATCH_TABLE_MAX][COLS_LEN];
 	uint8_t layout[TL_BATCH_TABLE_MAX][TL_ENCODE_MAX_COLS]; /* COL_* | COL_NULLABLE */
 	uint32_t n_layout[TL_BATCH_TABLE_MAX];
+	int id_col[TL_BATCH_TABLE_MAX]; /* column event_id FixedString(16), or -1 */
 	char probe[TL_BATCH_TABLE_MAX][64];
 	struct tl_uplink_stats st;
 };
@@ -378,21 +404,34 @@ build_layouts(struct tl_uplink *u)
 	for (int t = 0; t < TL_BATCH_TABLE_MAX && rc == 0; t++) {
 		rc = tl_encode_columns(u->schema, (enum tl_batch_table)t, cols, TL_ENCODE_MAX_COLS,
 		        &u->n_layout[t]);
-		for (uint32_t i = 0; i < u->n_layout[t] && rc == 0; i++)
+		u->id_col[t] = -1;
+		for (uint32_t i = 0; i < u->n_layout[t] && rc == 0; i++) {
 			if ((rc = layout_of(cols[i].type, &u->layout[t][i])) < 0)
 				TL_ERR("uplink: no row layout for column type %s", cols[i].type);
+			if (strcmp(cols[i].name, "event_id") == 0 && u->layout[t][i] == COL_FIXED16)
+				u->id_col[t] = (int)i;
+		}
 	}
 	free(cols);
 	return rc;
 }
 
-/* @return true if the row [p, p + len) is exactly one row of table @p t. */
+/*
+ * Walk the row [p, p + len) of table @p t column by column. @p stop < 0: @return whether
+ * it is exactly one row. Else @return whether column @p stop is reached, with *at set to
+ * its bytes (the value after a Nullable's flag).
+ */
 static bool
-row_valid(const struct tl_uplink *u, unsigned t, const uint8_t *p, uint32_t len)
+row_walk(const struct tl_uplink *u, unsigned t, const uint8_t *p, uint32_t len, int stop,
+        const uint8_t **at)
 {
 	const uint8_t *e = p + len;
 
 	for (uint32_t c = 0; c < u->n_layout[t]; c++) {
+		if ((int)c == stop) {
+			*at = p;
+			return true;
+		}
 		uint8_t code = u->layout[t][c];
 		uint64_t n = 0;
 
@@ -430,7 +469,14 @@ row_valid(const struct tl_uplink *u, unsigned t, const uint8_t *p, uint32_t len)
 			return false;
 		p += n;
 	}
-	return p == e;
+	return stop < 0 && p == e;
+}
+
+/* @return true if the row [p, p + len) is exactly one row of table @p t. */
+static bool
+row_valid(const struct tl_uplink *u, unsigned t, const uint8_t *p, uint32_t len)
+{
+	return row_walk(u, t, p, len, -1, NULL);
 }
 
 static struct slot *
@@ -452,12 +498,101 @@ seal_slot(struct tl_uplink *u, struct slot *sl)
 	set_state(sl, SLOT_WAIT); /* not FREE, not FILLING: nobody else takes it */
 }
 
+/* No more records for a streamed INSERT: its body ends once the transfer has the rest. */
+static void
+end_stream(struct tl_uplink *u, struct slot *sl)
+{
+	if (u->filling[sl->table] == sl)
+		u->filling[sl->table] = NULL;
+	sl->stream_end = true;
+	sl->stream_more = true;
+}
+
+static bool
+stream_open(const struct slot *sl)
+{
+	return sl->streaming && !sl->stream_end;
+}
+
+/* The filling slot takes no more records: seal it, or end its stream. */
+static void
+close_filling(struct tl_uplink *u, struct slot *sl)
+{
+	if (sl->streaming)
+		end_stream(u, sl);
+	else
+		seal_slot(u, sl);
+}
+
+/* tl_ch_pull_fn of a streamed INSERT: the records taken so far, then the end. */
+static long
+stream_pull(void *user, size_t off, const uint8_t **data)
+{
+	struct slot *sl = user;
+	size_t have = sl->off[sl->n_keys];
+
+	sl->pulled = off;
+	if (off < have) {
+		*data = sl->body + off;
+		return (long)(have - off);
+	}
+	if (!sl->stream_end)
+		return -EAGAIN;
+	sl->stream_eof = true;
+	return 0;
+}
+
 static bool
 fits(const struct slot *sl, const struct tl_batch_view *v, uint64_t insert_bytes)
 {
-	return sl->n_keys < MAX_KEYS &&
-	       sl->off[sl->n_keys] + (uint64_t)v->raw_len <= insert_bytes &&
+	return sl->n_keys < MAX_KEYS && sl->raw + v->raw_len <= insert_bytes &&
 	       sl->n_rows + v->hdr.rows <= INSERT_ROWS;
+}
+
+/* Uncompressed bytes a stream holds that its transfer has not taken yet. */
+static uint64_t
+stream_backlog(const struct slot *sl)
+{
+	size_t have = sl->off[sl->n_keys];
+
+	return have > sl->pulled ? (uint64_t)((double)(have - sl->pulled) / (double)have *
+	                                      (double)sl->raw)
+	                         : 0;
+}
+
+/*
+ * The open stream of the record's table that takes it: the emptiest one that fits (ended
+ * are those it does not fit), or NULL to open another one. ClickHouse parses each INSERT
+ * on one thread: when the server falls behind one stream (STREAM_SPLIT bytes wait in
+ * it), up to uplink.streams run side by side, each still one part.
+ */
+static struct slot *
+pick_stream(struct tl_uplink *u, const struct tl_batch_view *v, bool pass)
+{
+	enum tl_batch_table t = (enum tl_batch_table)v->hdr.table;
+	struct slot *best = NULL;
+	unsigned open = 0;
+
+	for (unsigned i = 0; i < u->n_slots; i++) {
+		struct slot *sl = &u->slots[i];
+
+		if (!stream_open(sl) || sl->table != t || sl->mode != MODE_RECORDS)
+			continue;
+		if (sl->framed != pass || !fits(sl, v, u->conf.insert_bytes)) {
+			end_stream(u, sl);
+			continue;
+		}
+		open++;
+		if (best == NULL || sl->raw < best->raw)
+			best = sl;
+	}
+	if (best != NULL && (open >= u->conf.streams || stream_backlog(best) < STREAM_SPLIT ||
+	                            free_slot(u) == NULL)) {
+		u->filling[t] = best;
+		return best;
+	}
+	u->filling[t] = NULL;
+	return NULL;
 }
 
 /*
@@ -471,17 +606,22 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 {
 	struct tl_uplink *u = arg;
 	struct tl_batch_view v;
+	const uint8_t *rows;
 	struct slot *sl;
-	size_t at;
+	size_t at, len;
 	uint32_t r0;
+	bool pass;
 
 	if (tl_batch_parse(rec->data, rec->len, &v) != 0) {
 		quarantine(u, rec->key, 0, "not a valid batch");
 		return 0;
 	}
+	pass = u->pass_lz4 && (v.hdr.flags & TL_BATCH_F_LZ4);
 	sl = u->filling[v.hdr.table];
-	if (sl != NULL && !fits(sl, &v, u->conf.insert_bytes)) {
-		seal_slot(u, sl);
+	if (sl != NULL && sl->streaming) {
+		sl = pick_stream(u, &v, pass);
+	} else if (sl != NULL && (sl->framed != pass || !fits(sl, &v, u->conf.insert_bytes))) {
+		close_filling(u, sl);
 		sl = NULL;
 	}
 	if (sl == NULL) {
@@ -496,25 +636,42 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 		sl->row_at[0] = 0;
 		sl->serial = -1;
 		sl->fill_ns = mono_ns();
+		sl->streaming = false;
+		sl->framed = pass;
+		sl->raw = 0;
+		sl->pulled = 0;
 		memset(sl->partial, 0, sizeof(sl->partial));
 		set_state(sl, SLOT_FILLING);
 		u->filling[sl->table] = sl;
 	}
 	at = sl->off[sl->n_keys];
 	r0 = sl->row_at[sl->n_keys];
-	if (grow((void **)&sl->body, &sl->cap, at + v.raw_len, 1, 1u << 20) < 0 ||
+	len = pass ? TL_CHBLOCK_OVERHEAD + (size_t)v.hdr.body_len : v.raw_len;
+	if (grow((void **)&sl->body, &sl->cap, at + len, 1, 1u << 20) < 0 ||
 	        grow((void **)&sl->row_end, &sl->row_cap, (size_t)r0 + v.hdr.rows, sizeof(uint32_t),
 	                4096) < 0)
 		return -1;
-	if (v.hdr.flags & TL_BATCH_F_COMPRESSED) {
-		const uint8_t *body;
-
-		if (tl_batch_inflate_with(u->dec, &v, sl->body + at, v.raw_len, &body) != 0) {
+	if (pass) {
+		/* As stored, behind ClickHouse's block header and checksum. The rows are only
+		 * decompressed to be checked. */
+		rows = NULL;
+		if (tl_chblock_wrap_lz4(v.body, v.hdr.body_len, v.raw_len, sl->body + at,
+		            sl->cap - at, &len) != 0 ||
+		        (u->conf.verify_rows &&
+		                (grow((void **)&u->check, &u->check_cap, v.raw_len, 1, 1u << 20) < 0 ||
+		                        tl_batch_inflate_with(
+		                                u->dec, &v, u->check, v.raw_len, &rows) != 0))) {
+			quarantine(u, rec->key, v.hdr.rows, "body does not decompress");
+			return 0;
+		}
+	} else if (v.hdr.flags & TL_BATCH_F_COMPRESSED) {
+		if (tl_batch_inflate_with(u->dec, &v, sl->body + at, v.raw_len, &rows) != 0) {
 			quarantine(u, rec->key, v.hdr.rows, "body does not decompress");
 			return 0;
 		}
 	} else {
 		memcpy(sl->body + at, v.body, v.raw_len);
+		rows = sl->body + at;
 	}
 	/* Row ends stay with the record: a record ClickHouse refuses is split by rows. */
 	for (uint32_t i = 0; i < v.hdr.rows; i++) {
@@ -522,10 +679,10 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 
 		sl->row_end[r0 + i] = en;
 		if (u->conf.verify_rows && !sl->invalid &&
-		        !row_valid(u, v.hdr.table, sl->body + at + st, en - st)) {
+		        !row_valid(u, v.hdr.table, rows + st, en - st)) {
 			if (sl->n_keys > 0) {
 				/* Not with the others: they go now, this one alone later. */
-				seal_slot(u, sl);
+				close_filling(u, sl);
 				return -1;
 			}
 			sl->invalid = true;
@@ -536,10 +693,21 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 	sl->rows[sl->n_keys] = v.hdr.rows;
 	sl->n_rows += v.hdr.rows;
 	sl->n_keys++;
-	sl->off[sl->n_keys] = (uint32_t)(at + v.raw_len);
+	sl->off[sl->n_keys] = (uint32_t)(at + len);
 	sl->row_at[sl->n_keys] = r0 + v.hdr.rows;
+	sl->raw += v.raw_len;
+	u->last_take_ns = mono_ns();
+	if (sl->streaming) {
+		sl->stream_more = true;
+	} else if (sl->n_keys == 1 && !sl->invalid && u->stream_ok &&
+	           rec->key >= u->check_below) {
+		/* Streamed: submitted after this read, it takes the records that follow. */
+		sl->streaming = true;
+		sl->stream_end = sl->stream_eof = false;
+		u->ready[u->n_ready++] = sl;
+	}
 	if (sl->n_keys == MAX_KEYS || sl->invalid)
-		seal_slot(u, sl);
+		close_filling(u, sl);
 	return u->n_ready == TL_CH_MAX_IN_FLIGHT ? 1 : 0;
 }
 
@@ -575,6 +743,12 @@ submit(struct tl_uplink *u, struct slot *sl)
 		ins.id = sl->ids[a];
 		ins.body = sl->body + sl->off[a];
 		ins.len = sl->off[e] - sl->off[a];
+		if (sl->framed)
+			ins.kind = TL_CH_BODY_CHLZ4;
+		if (sl->streaming) {
+			ins.pull = stream_pull;
+			a = e = 0; /* its query id: "S0-0" */
+		}
 		break;
 	case MODE_PROBE:
 		if (!b->direct) {
@@ -609,11 +783,17 @@ submit(struct tl_uplink *u, struct slot *sl)
 	/* Stable for the same rows: a resend while the first attempt still runs is refused
 	 * by the server (code 216) instead of landing twice. */
 	snprintf(sl->qid, sizeof(sl->qid), "tapline-%016" PRIx64 "-%c%u-%u", ins.id,
-	        "RPGD"[sl->mode],
+	        sl->streaming ? 'S' : "RPGD"[sl->mode],
 	        sl -> mode == MODE_RECORDS ? (unsigned)a : (unsigned)(b ? b->lo : 0),
 	        sl -> mode == MODE_RECORDS ? (unsigned)e : (unsigned)(b ? b->hi : 0));
 	ins.query_id = sl->qid;
 	rc = tl_ch_submit(u->ch, &ins);
+	if (rc < 0 && sl->streaming) {
+		/* Sent whole later, with the records it has by then. */
+		if (u->filling[sl->table] == sl)
+			u->filling[sl->table] = NULL;
+		sl->streaming = false;
+	}
 	if (rc < 0) {
 		wait_backoff(u, sl);
 		return rc;
@@ -654,8 +834,8 @@ static void start_bisect(
 static void
 fill_slots(struct tl_uplink *u)
 {
-	bool idle = __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) == 0;
-	uint64_t now;
+	bool idle = __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) == 0, writing;
+	uint64_t now, idle_ns, idle_min;
 	int n;
 
 	do {
@@ -668,7 +848,11 @@ fill_slots(struct tl_uplink *u)
 		for (unsigned i = 0; i < u->n_ready; i++) {
 			struct slot *sl = u->ready[i];
 
-			if (sl->invalid)
+			if (sl->streaming && sl->state == SLOT_FILLING)
+				submit(u, sl);
+			else if (sl->streaming)
+				continue; /* ended during the same read: already submitted */
+			else if (sl->invalid)
 				start_bisect(
 				        u, sl, 0, "rows do not match the table's columns", false);
 			else
@@ -676,10 +860,35 @@ fill_slots(struct tl_uplink *u)
 		}
 	} while (n > 0 && (u->n_ready > 0 || n == MAX_KEYS));
 	now = mono_ns();
+	idle_ns = now - u->last_take_ns;
+	/* Someone waits in tl_uplink_drain() for what is committed: no company is coming. */
+	idle_min = __atomic_load_n(&u->draining, __ATOMIC_RELAXED) ? STREAM_POLL_MS * MS_NS
+	                                                            : STREAM_IDLE_NS;
+	/* A commit under way (an fsync can take tens of milliseconds) brings more. */
+	writing = idle_ns >= idle_min && tl_spool_writing(u->spool);
+	for (unsigned i = 0; i < u->n_slots; i++) {
+		struct slot *sl = &u->slots[i];
+
+		/* Idle means no record for any table: under load, a table with few rows
+		 * (error_events) keeps its stream open rather than making a part per record. */
+		if (stream_open(sl) &&
+		        (now - sl->fill_ns >= u->stream_max_ns || idle_ns >= STREAM_IDLE_MAX_NS ||
+		                (idle_ns >= idle_min && !writing)))
+			end_stream(u, sl);
+	}
+	for (unsigned i = 0; i < u->n_slots; i++) {
+		struct slot *sl = &u->slots[i];
+
+		if (sl->streaming && sl->stream_more && sl->state == SLOT_SENT) {
+			sl->stream_more = false;
+			tl_ch_resume(u->ch, sl);
+		}
+	}
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
 		struct slot *sl = u->filling[t];
 
-		if (sl == NULL || !((idle && now - sl->fill_ns >= INSERT_MIN_DELAY_NS) ||
+		if (sl == NULL || sl->streaming ||
+		        !((idle && now - sl->fill_ns >= INSERT_MIN_DELAY_NS) ||
 		                          now - sl->fill_ns >= u->conf.insert_delay))
 			continue;
 		u->filling[t] = NULL;
@@ -862,6 +1071,38 @@ abandon_bisect(struct tl_uplink *u, struct slot *sl)
 	sl->mode = MODE_RECORDS;
 }
 
+/* Uncompressed bytes of record @p rec. */
+static uint32_t
+record_raw_len(const struct slot *sl, uint32_t rec)
+{
+	return sl->row_end[sl->row_at[rec] + sl->rows[rec] - 1];
+}
+
+/*
+ * The rows of record @p rec: in the body, or (a framed record) decompressed into *own,
+ * which the caller frees. @return them, or NULL (no memory, or a block that does not
+ * decode: the record is retried later).
+ */
+static const uint8_t *
+record_rows(const struct slot *sl, uint32_t rec, uint8_t **own)
+{
+	uint32_t raw = record_raw_len(sl, rec);
+	size_t got = 0, err_off;
+
+	*own = NULL;
+	if (!sl->framed)
+		return sl->body + sl->off[rec];
+	if ((*own = malloc(raw)) == NULL ||
+	        tl_chblock_decode(sl->body + sl->off[rec], sl->off[rec + 1] - sl->off[rec], *own,
+	                raw, &got, &err_off) != 0 ||
+	        got != raw) {
+		free(*own);
+		*own = NULL;
+		return NULL;
+	}
+	return *own;
+}
+
 /*
  * Split record @p rec of the slot by rows: it was refused as a whole (@p refused_whole),
  * or some of its rows were found in ClickHouse (a previous process bisected it).
@@ -874,10 +1115,11 @@ start_bisect(
 	uint32_t n = sl->rows[rec];
 
 	if (b != NULL) {
-		b->good = malloc(sl->off[rec + 1] - sl->off[rec]);
+		b->good = malloc(record_raw_len(sl, rec));
 		b->good_end = malloc(sizeof(uint32_t) * n);
+		b->src = record_rows(sl, rec, &b->own);
 	}
-	if (b == NULL || b->good == NULL || b->good_end == NULL) {
+	if (b == NULL || b->good == NULL || b->good_end == NULL || b->src == NULL) {
 		/* Try again later: the record stays in the spool meanwhile. A record found in
 		 * part is counted again first, never sent whole. */
 		free_bisect(b);
@@ -888,7 +1130,6 @@ start_bisect(
 	}
 	b->rec = rec;
 	b->batch_id = sl->ids[rec];
-	b->src = sl->body + sl->off[rec];
 	b->end = sl->row_end + sl->row_at[rec];
 	b->n = n;
 	sl->bis = b;
@@ -977,7 +1218,129 @@ delivered(struct tl_uplink *u, struct slot *sl, uint32_t a, uint32_t b)
 	add(&u->st.records_delivered, b - a);
 }
 
-/* Serial mode: send the current record alone, or bisect it if it is partly there. */
+static int
+cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+/*
+ * The event ids of batch @p id in table @p t, sorted: 16 bytes each.
+ * @return 0 and *ids (malloc'd) and *n; -1 if ClickHouse could not be asked or answered
+ *         something that is not a list of ids.
+ */
+static int
+landed_ids(struct tl_uplink *u, enum tl_batch_table t, uint64_t id, uint8_t **ids, uint64_t *n)
+{
+	char sql[512], *reply = NULL;
+	size_t len = 0, cap;
+	uint8_t *v;
+	uint64_t k = 0;
+
+	add(&u->st.checks, 1);
+	snprintf(sql, sizeof(sql),
+	        "SELECT hex(event_id) FROM `%s`.`%s` WHERE batch_id = %" PRIu64
+	        " FORMAT TabSeparated",
+	        tl_ch_database(u->ch), tl_batch_table_name(t), id);
+	if (tl_ch_query(u->ch, sql, &reply, &len) < 0)
+		return -1;
+	cap = len / 33 + 1; /* 32 hex digits and a newline per id */
+	if ((v = malloc(cap * 16)) == NULL) {
+		free(reply);
+		return -1;
+	}
+	for (size_t at = 0; at + 32 <= len && k < cap; at += 33, k++) {
+		for (unsigned i = 0; i < 16; i++) {
+			unsigned x;
+
+			if (sscanf(reply + at + 2 * i, "%2x", &x) != 1)
+				goto bad;
+			v[k * 16 + i] = (uint8_t)x;
+		}
+		if (at + 32 < len && reply[at + 32] != '\n')
+			goto bad;
+	}
+	free(reply);
+	qsort(v, k, 16, cmp_id);
+	*ids = v;
+	*n = k;
+	return 0;
+bad:
+	free(reply);
+	free(v);
+	return -1;
+}
+
+/*
+ * Record @p rec was found in part: a previous attempt was cut short and 18.16 kept the
+ * rows it had (ClickHouse issue 9666), or a previous process was bisecting it. Send only
+ * the rows whose event id is not there, straight into the table (bisected as usual if
+ * refused). Tables without event ids (dead_letter) are bisected as a whole.
+ */
+static void
+start_repair(struct tl_uplink *u, struct slot *sl, uint32_t rec)
+{
+	const uint8_t *src;
+	const uint32_t *end = sl->row_end + sl->row_at[rec];
+	uint32_t n = sl->rows[rec], m = 0;
+	struct bisect *b = NULL;
+	uint8_t *ids = NULL, *own = NULL;
+	uint64_t n_ids = 0;
+	size_t at = 0;
+
+	if (u->id_col[sl->table] < 0) {
+		start_bisect(u, sl, rec, "some of its rows are in ClickHouse already", false);
+		return;
+	}
+	if ((src = record_rows(sl, rec, &own)) == NULL ||
+	        landed_ids(u, sl->table, sl->ids[rec], &ids, &n_ids) < 0)
+		goto later;
+	if ((b = calloc(1, sizeof(*b))) == NULL || (b->own = malloc(record_raw_len(sl, rec))) == NULL ||
+	        (b->own_end = malloc(sizeof(uint32_t) * n)) == NULL ||
+	        (b->good = malloc(1)) == NULL || (b->good_end = malloc(sizeof(uint32_t))) == NULL)
+		goto later;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t st = row_start(end, i);
+		const uint8_t *id = NULL;
+
+		if (row_walk(u, sl->table, src + st, end[i] - st, u->id_col[sl->table], &id) &&
+		        bsearch(id, ids, n_ids, 16, cmp_id) != NULL)
+			continue;
+		memcpy(b->own + at, src + st, end[i] - st);
+		at += end[i] - st;
+		b->own_end[m++] = (uint32_t)at;
+	}
+	free(ids);
+	free(own);
+	add(&u->st.records_repaired, 1);
+	add(&u->st.rows_found, n_ids);
+	add(&u->st.rows_delivered[sl->table], n_ids);
+	TL_WARN("uplink: %s: batch %" PRIu64 ": %" PRIu64 " of its %u rows found in ClickHouse; "
+	        "sending the other %u",
+	        tl_batch_table_name(sl->table), sl->ids[rec], n_ids, n, m);
+	b->rec = rec;
+	b->batch_id = sl->ids[rec];
+	b->direct = true;
+	b->landed = n_ids;
+	b->src = b->own;
+	b->end = b->own_end;
+	b->n = m;
+	sl->bis = b;
+	sl->mode = MODE_PROBE;
+	if (m > 0)
+		push(b, 0, m);
+	bisect_next(u, sl);
+	return;
+later:
+	free(ids);
+	free(own);
+	free_bisect(b);
+	sl->partial[rec] = true;
+	sl->check_first = true; /* counted again first, never sent whole */
+	wait_backoff(u, sl);
+}
+
+/* Serial mode: send the current record alone, or repair it if it is partly there. */
 static void
 send_serial(struct tl_uplink *u, struct slot *sl)
 {
@@ -987,7 +1350,7 @@ send_serial(struct tl_uplink *u, struct slot *sl)
 		sl->partial[k] = false;
 		sl->attempt = 0;
 		sl->check_first = false;
-		start_bisect(u, sl, k, "some of its rows are in ClickHouse already", false);
+		start_repair(u, sl, k);
 		return;
 	}
 	send_or_check(u, sl, false);
@@ -1243,6 +1606,17 @@ on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 
 	__atomic_fetch_sub(&u->st.in_flight, 1, __ATOMIC_RELAXED);
 	add(&u->st.bytes_sent, r->bytes_sent);
+	if (sl->streaming) {
+		/* Whatever the answer, the records it has are all it gets; a resend is whole. */
+		if (u->filling[sl->table] == sl)
+			u->filling[sl->table] = NULL;
+		sl->streaming = false;
+		if (outcome == TL_CH_OK && !sl->stream_eof)
+			/* An answer before the body ended: not a confirmation of every record. */
+			outcome = TL_CH_AMBIGUOUS;
+		else if (outcome == TL_CH_OK)
+			add(&u->st.inserts_streamed, 1);
+	}
 	{
 		unsigned bucket = 0;
 
@@ -1321,6 +1695,49 @@ retry_due(struct tl_uplink *u, uint64_t now)
 	}
 }
 
+static bool
+streams_open(const struct tl_uplink *u)
+{
+	for (unsigned i = 0; i < u->n_slots; i++)
+		if (stream_open(&u->slots[i]))
+			return true;
+	return false;
+}
+
+/*
+ * At stop, end open streams and wait a little for their answers: a streamed body cut
+ * off by closing the connection is taken by 18.16 as complete up to the last whole row
+ * (ClickHouse issue 9666), and its records would then be counted as partly landed at the
+ * next start. Whatever is not answered in time is settled at the next start.
+ */
+static void
+end_streams(struct tl_uplink *u, struct tl_ch_result *res)
+{
+	uint64_t deadline = mono_ns() + STREAM_STOP_NS;
+	bool any = false;
+
+	for (unsigned i = 0; i < u->n_slots; i++) {
+		struct slot *sl = &u->slots[i];
+
+		if (sl->streaming && sl->state == SLOT_SENT) {
+			end_stream(u, sl);
+			tl_ch_resume(u->ch, sl);
+			any = true;
+		}
+	}
+	while (any && mono_ns() < deadline) {
+		int n = tl_ch_poll(u->ch, 10, res, TL_CH_MAX_IN_FLIGHT);
+
+		any = false;
+		for (int i = 0; i < n; i++)
+			on_result(u, &res[i]);
+		for (unsigned i = 0; i < u->n_slots; i++)
+			any |= u->slots[i].streaming && u->slots[i].state == SLOT_SENT;
+		if (n < 0)
+			break;
+	}
+}
+
 static void *
 uplink_main(void *arg)
 {
@@ -1349,19 +1766,25 @@ uplink_main(void *arg)
 			}
 			/* The wire codec (uplink.compression); a failed probe keeps gzip. */
 			tl_ch_negotiate(u->ch, NULL);
+			u->stream_ok = u->conf.stream && tl_ch_can_stream(u->ch);
+			u->pass_lz4 = tl_ch_compression(u->ch) == TL_CH_COMPRESS_LZ4;
 			u->need_ddl = false;
 			u->ddl_attempt = 0;
 			__atomic_store_n(&u->st.connected, 1, __ATOMIC_RELAXED);
 		}
 		retry_due(u, now);
 		fill_slots(u);
-		n = tl_ch_poll(u->ch, __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) ? 20 : 0,
+		n = tl_ch_poll(u->ch,
+		        streams_open(u)                                            ? STREAM_POLL_MS
+		        : __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) ? 20
+		                                                                   : 0,
 		        res, TL_CH_MAX_IN_FLIGHT);
 		for (int i = 0; i < n; i++)
 			on_result(u, &res[i]);
 		if (n == 0 && __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) == 0)
 			usleep(2000);
 	}
+	end_streams(u, res);
 	return NULL;
 }
 
@@ -1395,6 +1818,9 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 	u->check_below = ss.next_key;
 	if (gethostname(u->appliance, APPLIANCE_MAX) != 0 || u->appliance[0] == '\0')
 		snprintf(u->appliance, sizeof(u->appliance), "tapline");
+	/* A stream must end well before the request's own timeout cuts it. */
+	u->stream_max_ns = conf->insert_delay < conf->timeout / 2 ? conf->insert_delay
+	                                                          : conf->timeout / 2;
 	u->n_slots = (unsigned)conf->max_in_flight;
 	if (u->n_slots == 0 || u->n_slots > TL_CH_MAX_IN_FLIGHT)
 		u->n_slots = TL_CH_MAX_IN_FLIGHT;
@@ -1446,7 +1872,9 @@ int
 tl_uplink_drain(struct tl_uplink *u, uint64_t timeout_ns)
 {
 	uint64_t end = mono_ns() + timeout_ns;
+	int rc;
 
+	__atomic_add_fetch(&u->draining, 1, __ATOMIC_RELAXED);
 	for (;;) {
 		struct tl_spool_stats ss;
 		bool busy = false;
@@ -1454,12 +1882,18 @@ tl_uplink_drain(struct tl_uplink *u, uint64_t timeout_ns)
 		tl_spool_stats(u->spool, &ss);
 		for (unsigned i = 0; i < u->n_slots; i++)
 			busy |= __atomic_load_n(&u->slots[i].state, __ATOMIC_RELAXED) != SLOT_FREE;
-		if (ss.records == 0 && !busy)
-			return 0;
-		if (mono_ns() > end)
-			return -ETIMEDOUT;
-		usleep(5000);
+		if (ss.records == 0 && !busy) {
+			rc = 0;
+			break;
+		}
+		if (mono_ns() > end) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		usleep(1000);
 	}
+	__atomic_sub_fetch(&u->draining, 1, __ATOMIC_RELAXED);
+	return rc;
 }
 
 void
@@ -1474,6 +1908,7 @@ tl_uplink_stop(struct tl_uplink *u)
 	tl_ch_close(u->ch);
 	if (u->dec)
 		libdeflate_free_decompressor(u->dec);
+	free(u->check);
 	for (unsigned i = 0; i < TL_CH_MAX_IN_FLIGHT; i++) {
 		free_bisect(u->slots[i].bis);
 		free(u->slots[i].body);

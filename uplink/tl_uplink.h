@@ -61,10 +61,12 @@
 
 struct tl_uplink_stats {
 	uint64_t inserts_ok;
+	uint64_t inserts_streamed; /**< of inserts_ok: streamed (uplink.stream) */
 	uint64_t inserts_retry;
 	uint64_t inserts_ambiguous;
 	uint64_t inserts_rejected;
 	uint64_t records_delivered;                  /**< records whose every row was delivered */
+	uint64_t records_repaired; /**< found in part: only their missing rows were sent */
 	uint64_t rows_delivered[TL_BATCH_TABLE_MAX]; /**< confirmed: sent, or found there */
 	uint64_t bytes_sent;
 	uint64_t records_quarantined; /**< records with at least one row quarantined */
@@ -104,7 +106,8 @@ int tl_uplink_set_appliance_id(struct tl_uplink *u, const char *id);
 
 /**
  * Wait until everything committed to the spool so far has been delivered (or
- * quarantined) and nothing is in flight, or @p timeout_ns passed.
+ * quarantined) and nothing is in flight, or @p timeout_ns passed. Open streamed INSERTs end
+ * as soon as they have what is committed, without waiting for more.
  * @return 0; -ETIMEDOUT.
  */
 int tl_uplink_drain(struct tl_uplink *u, uint64_t timeout_ns);

@@ -132,7 +132,7 @@ struct enc {
 };
 
 static void
-enc_init(struct enc *x, uint32_t batch_rows, int gzip)
+enc_init(struct enc *x, uint32_t batch_rows, int codec)
 {
 	memset(x, 0, sizeof(*x));
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
@@ -141,8 +141,8 @@ enc_init(struct enc *x, uint32_t batch_rows, int gzip)
 		        .producer = 0,
 		        .batch_rows = batch_rows,
 		        .batch_bytes = 256 * 1024,
-		        .codec = gzip ? TL_BATCH_CODEC_GZIP : TL_BATCH_CODEC_NONE,
-		        .gzip_level = gzip,
+		        .codec = codec,
+		        .gzip_level = 1,
 		};
 
 		assert_int_equal(
@@ -230,6 +230,10 @@ batches_free(struct batches *bs)
 	memset(bs, 0, sizeof(*bs));
 }
 
+/* How test batches are stored: corpus batches gzip'd, hand-written ones as they are. */
+static int corpus_codec = TL_BATCH_CODEC_GZIP;
+static int hand_codec = TL_BATCH_CODEC_NONE;
+
 /* @p n realistic events (30 % of queries fail, 10 % malformed) in batches of 64 rows. */
 static void
 corpus_batches(size_t n, uint64_t seed, struct batches *out)
@@ -238,7 +242,7 @@ corpus_batches(size_t n, uint64_t seed, struct batches *out)
 	struct tl_corpus_gen *g;
 	struct enc x;
 
-	enc_init(&x, 64, 1);
+	enc_init(&x, 64, corpus_codec);
 	tl_corpus_conf_defaults(&cf);
 	cf.seed = seed;
 	cf.error_share = 0.3;
@@ -265,7 +269,7 @@ hand_batch(int table, uint32_t rows, const char *tag, struct batches *out)
 	struct enc x;
 	char line[512];
 
-	enc_init(&x, rows, 0);
+	enc_init(&x, rows, hand_codec);
 	for (uint32_t i = 0; i < rows; i++) {
 		int n;
 
@@ -396,6 +400,8 @@ spool_close(struct sp *x)
 
 /* false: corrupt rows reach ClickHouse, so its refusals and the bisection are tested. */
 static bool verify_rows = true;
+/* The wire codec: auto (gzip on 18.16: whole INSERTs) or none / lz4 (streamed INSERTs). */
+static int codec = TL_CH_COMPRESS_AUTO;
 
 static void
 up_conf(struct tl_uplink_conf *c, const char *db)
@@ -408,6 +414,7 @@ up_conf(struct tl_uplink_conf *c, const char *db)
 	c->connect_timeout = 2 * SEC;
 	c->timeout = 30 * SEC;
 	c->verify_rows = verify_rows;
+	c->compression = codec;
 }
 
 static struct tl_uplink *
@@ -473,12 +480,18 @@ static void
 pre_insert(const char *db, struct batch *b, const bool *skip)
 {
 	struct tl_batch_view v;
-	uint8_t *body = body_of(b, &v), *out = malloc(v.raw_len);
+	uint8_t *raw = NULL, *out;
+	const uint8_t *body;
 	char q[16384];
 	struct tl_test_http r;
 	size_t len = 0;
 
+	assert_int_equal(tl_batch_parse(b->data, b->len, &v), 0);
+	raw = malloc(v.raw_len);
+	out = malloc(v.raw_len);
+	assert_non_null(raw);
 	assert_non_null(out);
+	assert_int_equal(tl_batch_inflate(&v, raw, v.raw_len, &body), 0);
 	for (uint32_t i = 0; i < v.hdr.rows; i++) {
 		uint32_t s = tl_batch_row_start(&v, i), e = tl_batch_row_end(&v, i);
 
@@ -492,6 +505,7 @@ pre_insert(const char *db, struct batch *b, const bool *skip)
 		fail_msg("pre-insert: %s", r.p);
 	free(r.p);
 	free(out);
+	free(raw);
 }
 
 /* ---- tests without a server ---- */
@@ -901,10 +915,157 @@ test_uplink_already_landed_not_sent_again(void **state)
 	verify_rows = true;
 }
 
+/*
+ * A record a stream that was cut short left in part (18.16 keeps the whole rows it got,
+ * ClickHouse issue 9666): only its missing rows are sent, found by event id.
+ */
 static void
-test_uplink_clickhouse_down_nothing_acked_then_exactly_once(void **state)
+prefix_landed(const char *db)
 {
-	const char *db = "tl_up_down";
+	struct batches bs = {0};
+	struct tl_uplink_stats st;
+	struct tl_uplink *u;
+	bool skip[32] = {false};
+	struct sp x;
+	uint64_t want[TL_BATCH_TABLE_MAX] = {0};
+	size_t i_q, i_e;
+
+	spool_open(&x);
+	u = up_start(db, &x);
+	wait_connected(u);
+	tl_uplink_stop(u);
+
+	i_q = hand_batch(TL_BATCH_SINK_OUTPUT, 20, "q", &bs);
+	i_e = hand_batch(TL_BATCH_ERROR_EVENTS, 9, "e", &bs);
+	for (int i = 8; i < 20; i++)
+		skip[i] = true;
+	pre_insert(db, &bs.b[i_q], skip); /* rows 0-7 of q */
+	memset(skip, 0, sizeof(skip));
+	skip[0] = skip[4] = true;
+	pre_insert(db, &bs.b[i_e], skip); /* e without rows 0 and 4 */
+	spool_put_all(&x, &bs);
+
+	u = up_start(db, &x);
+	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
+	assert_int_equal(batch_rows_in(db, TL_BATCH_SINK_OUTPUT, bs.b[i_q].id), 20);
+	assert_int_equal(batch_rows_in(db, TL_BATCH_ERROR_EVENTS, bs.b[i_e].id), 9);
+	want[TL_BATCH_SINK_OUTPUT] = 20;
+	want[TL_BATCH_ERROR_EVENTS] = 9;
+	check_tables(db, want); /* and no event id twice */
+	tl_uplink_stats(u, &st);
+	assert_int_equal(st.records_repaired, 2);
+	assert_int_equal(st.rows_found, 8 + 7);
+	assert_int_equal(st.rows_delivered[TL_BATCH_SINK_OUTPUT], 20);
+	assert_int_equal(st.rows_delivered[TL_BATCH_ERROR_EVENTS], 9);
+	assert_int_equal(st.rows_quarantined, 0);
+	assert_int_equal(spool_records(&x), 0);
+	tl_uplink_stop(u);
+	spool_close(&x);
+	batches_free(&bs);
+}
+
+static void
+test_uplink_prefix_landed_only_missing_rows_sent(void **state)
+{
+	(void)state;
+	prefix_landed("tl_up_prefix");
+}
+
+/* The same with LZ4 batches forwarded as they are stored (codec lz4). */
+static void
+test_uplink_prefix_landed_framed_only_missing_rows_sent(void **state)
+{
+	(void)state;
+	codec = TL_CH_COMPRESS_LZ4;
+	hand_codec = TL_BATCH_CODEC_LZ4;
+	prefix_landed("tl_up_prefix_lz4");
+	hand_codec = TL_BATCH_CODEC_NONE;
+	codec = TL_CH_COMPRESS_AUTO;
+}
+
+/*
+ * Streamed INSERTs (codec none, and LZ4 framing per piece): records committed while a
+ * stream is open join it; every row lands once and few INSERTs carry many records.
+ */
+static void
+streamed(const char *db, int with, int batches)
+{
+	struct batches a = {0}, b = {0};
+	uint64_t want[TL_BATCH_TABLE_MAX];
+	struct tl_uplink_stats st;
+	struct tl_uplink *u;
+	struct sp x;
+
+	codec = with;
+	corpus_codec = batches;
+	spool_open(&x);
+	u = up_start(db, &x);
+	wait_connected(u);
+	corpus_batches(3000, 21, &a);
+	/* In a trickle, so that records arrive while streams are open. */
+	for (size_t i = 0; i < a.n; i++) {
+		spool_put(&x, &a.b[i]);
+		if (i % 8 == 7)
+			usleep(2000);
+	}
+	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
+	check_tables(db, a.rows);
+	tl_uplink_stats(u, &st);
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		assert_int_equal(st.rows_delivered[t], a.rows[t]);
+	assert_int_equal(st.records_delivered, a.n);
+	assert_true(st.inserts_streamed >= 1);
+	assert_int_equal(st.inserts_streamed, st.inserts_ok);
+	assert_true(st.inserts_ok < a.n); /* records shared INSERTs */
+	assert_int_equal(st.rows_quarantined, 0);
+	assert_int_equal(st.inserts_ambiguous, 0);
+
+	/* A stop with a stream open ends it cleanly: nothing left in part. */
+	corpus_batches(400, 22, &b);
+	for (size_t i = 0; i < b.n; i++)
+		spool_put(&x, &b.b[i]);
+	tl_uplink_stop(u);
+	u = up_start(db, &x);
+	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		want[t] = a.rows[t] + b.rows[t];
+	check_tables(db, want);
+	tl_uplink_stats(u, &st);
+	assert_int_equal(st.records_repaired, 0);
+	assert_int_equal(spool_records(&x), 0);
+	tl_uplink_stop(u);
+	spool_close(&x);
+	batches_free(&a);
+	batches_free(&b);
+	codec = TL_CH_COMPRESS_AUTO;
+	corpus_codec = TL_BATCH_CODEC_GZIP;
+}
+
+static void
+test_uplink_streamed_plain_every_row_once(void **state)
+{
+	(void)state;
+	streamed("tl_up_stream", TL_CH_COMPRESS_NONE, TL_BATCH_CODEC_GZIP);
+}
+
+static void
+test_uplink_streamed_lz4_every_row_once(void **state)
+{
+	(void)state;
+	streamed("tl_up_stream_lz4", TL_CH_COMPRESS_LZ4, TL_BATCH_CODEC_GZIP);
+}
+
+/* LZ4 batches with codec lz4: forwarded as stored, never decompressed but to check. */
+static void
+test_uplink_streamed_lz4_batches_forwarded_as_stored(void **state)
+{
+	(void)state;
+	streamed("tl_up_stream_pass", TL_CH_COMPRESS_LZ4, TL_BATCH_CODEC_LZ4);
+}
+
+static void
+clickhouse_down(const char *db)
+{
 	struct batches a = {0}, b = {0}, c = {0};
 	uint64_t want[TL_BATCH_TABLE_MAX], delivered = 0;
 	struct tl_uplink_stats st;
@@ -912,7 +1073,6 @@ test_uplink_clickhouse_down_nothing_acked_then_exactly_once(void **state)
 	struct sp x;
 	int i;
 
-	(void)state;
 	spool_open(&x);
 	u = up_start(db, &x);
 	corpus_batches(300, 7, &a);
@@ -956,6 +1116,22 @@ test_uplink_clickhouse_down_nothing_acked_then_exactly_once(void **state)
 	batches_free(&a);
 	batches_free(&b);
 	batches_free(&c);
+}
+
+static void
+test_uplink_clickhouse_down_nothing_acked_then_exactly_once(void **state)
+{
+	(void)state;
+	clickhouse_down("tl_up_down");
+}
+
+static void
+test_uplink_clickhouse_down_streamed_exactly_once(void **state)
+{
+	(void)state;
+	codec = TL_CH_COMPRESS_NONE;
+	clickhouse_down("tl_up_down_stream");
+	codec = TL_CH_COMPRESS_AUTO;
 }
 
 static void
@@ -1067,6 +1243,12 @@ main(void)
 	        cmocka_unit_test(test_uplink_absurd_string_length_bisected),
 	        cmocka_unit_test(test_uplink_already_landed_not_sent_again),
 	        cmocka_unit_test(test_uplink_clickhouse_down_nothing_acked_then_exactly_once),
+	        cmocka_unit_test(test_uplink_clickhouse_down_streamed_exactly_once),
+	        cmocka_unit_test(test_uplink_prefix_landed_only_missing_rows_sent),
+	        cmocka_unit_test(test_uplink_streamed_plain_every_row_once),
+	        cmocka_unit_test(test_uplink_streamed_lz4_every_row_once),
+	        cmocka_unit_test(test_uplink_streamed_lz4_batches_forwarded_as_stored),
+	        cmocka_unit_test(test_uplink_prefix_landed_framed_only_missing_rows_sent),
 	        cmocka_unit_test(test_uplink_missing_columns_added_dropped_column_restored),
 	};
 	int rc;
