@@ -2,10 +2,15 @@
 /*
  * `tapline schema ddl`: the ClickHouse DDL of every table, from a profile. The output is
  * what the uplink applies at start (create if missing), as `;`-terminated statements
- * that `clickhouse-client --multiquery` accepts.
+ * that `clickhouse-client --multiquery` accepts: the default database's tables, then
+ * those of every database the profile's routing rules send events to.
+ *
+ * `tapline schema users`: the ClickHouse users and grants of `routing.users`, as a users.d
+ * XML file (ClickHouse 18.16) or SQL (current releases).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,46 +20,105 @@
 #include "tl_cmd.h"
 #include "tl_ddl.h"
 #include "tl_error.h"
+#include "tl_grants.h"
+#include "tl_route.h"
 
-#define DEFAULT_DATABASE "telemetry"
-/* 137 columns of at most ~100 bytes each fit easily. */
-#define DDL_MAX (64 * 1024)
+/* Room for every routing problem of a profile. */
+#define ROUTE_ERR_MAX (64 * 1024)
 
 static void
 schema_usage(FILE *f)
 {
-	fprintf(f, "usage: tapline schema ddl --config PROFILE [--database DB]\n"
-	           "\n"
-	           "Print the ClickHouse DDL of tapline's tables (sink_output, error_events,\n"
-	           "dead_letter) for the profile's schema: CREATE DATABASE and CREATE TABLE\n"
-	           "statements, each ending with ';' (clickhouse-client --multiquery reads them).\n"
-	           "\n"
-	           "  -c, --config FILE     profile or site file (required)\n"
-	           "  -d, --database DB     database name (default " DEFAULT_DATABASE ")\n"
-	           "  -h, --help            this text\n"
-	           "\n"
-	           "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n");
+	fprintf(f,
+	        "usage: tapline schema ddl --config PROFILE [--database DB]\n"
+	        "       tapline schema users --config PROFILE [--database DB] [--format FMT]\n"
+	        "\n"
+	        "ddl: print the ClickHouse DDL of tapline's tables (sink_output, error_events,\n"
+	        "dead_letter) for the profile's schema, in the default database and in every\n"
+	        "database the profile's routing rules send events to: CREATE DATABASE and\n"
+	        "CREATE TABLE statements, each ending with ';' (clickhouse-client --multiquery\n"
+	        "reads them).\n"
+	        "\n"
+	        "users: print the ClickHouse users of the profile's routing.users with access to\n"
+	        "their databases only: a users.d file for ClickHouse 18.16 (xml, the default;\n"
+	        "install it as /etc/clickhouse-server/users.d/tapline-users.xml) or SQL for\n"
+	        "releases with SQL access control (sql). Passwords from password_file or\n"
+	        "password_env are read and hashed now; only SHA-256 hashes are printed.\n"
+	        "\n"
+	        "  -c, --config FILE     profile or site file (required)\n"
+	        "  -d, --database DB     database of the default route (default: the\n"
+	        "                        profile's uplink.database)\n"
+	        "  -f, --format FORMAT   users: xml or sql (default xml)\n"
+	        "  -h, --help            this text\n"
+	        "\n"
+	        "Exit codes: 0 ok, 1 runtime failure (a password source cannot be read), 2 usage\n"
+	        "or configuration error.\n");
+}
+
+/* Does a routing rule of @p cfg name a classify pattern? */
+static bool
+needs_classify(const struct tl_app_config *cfg)
+{
+	for (uint32_t i = 0; i < cfg->routing.n_rules; i++)
+		if (cfg->routing.rules[i].pattern[0] != '\0')
+			return true;
+	return false;
+}
+
+/*
+ * The routing table of @p cfg (default route: @p db), with the classify database its
+ * pattern rules need, compiled without the on-disk cache (printing DDL must not write
+ * to /var/lib). @return an exit code; problems are reported on stderr.
+ */
+static int
+build_routes(struct tl_app_config *cfg, const struct tl_schema *schema, const char *db,
+        struct tl_route_table **out)
+{
+	struct tl_classify_conf *cc = NULL;
+	struct tl_classify_db *cdb = NULL;
+	char *err = malloc(ROUTE_ERR_MAX);
+	int rc, ex = TL_EXIT_FAIL;
+
+	if (err == NULL)
+		goto nomem;
+	/* db was checked with tl_route_ident_valid(): it fits. */
+	snprintf(cfg->routing.default_database, sizeof(cfg->routing.default_database), "%.*s",
+	        (int)sizeof(cfg->routing.default_database) - 1, db);
+	if (needs_classify(cfg)) {
+		cc = malloc(sizeof(*cc));
+		if (cc == NULL)
+			goto nomem;
+		memcpy(cc, &cfg->classify, sizeof(*cc));
+		cc->cache_dir[0] = '\0';
+		rc = tl_classify_build(cc, schema, &cdb, err, ROUTE_ERR_MAX);
+		if (rc < 0) {
+			fprintf(stderr, "%s\n", rc == TL_E_CONFIG ? err : tl_strerror(rc));
+			ex = rc == TL_E_CONFIG ? TL_EXIT_USAGE : TL_EXIT_FAIL;
+			goto out;
+		}
+	}
+	rc = tl_route_build(&cfg->routing, schema, cdb, out, err, ROUTE_ERR_MAX);
+	if (rc < 0) {
+		fprintf(stderr, "%s\n", rc == TL_E_CONFIG ? err : tl_strerror(rc));
+		ex = rc == TL_E_CONFIG ? TL_EXIT_USAGE : TL_EXIT_FAIL;
+		goto out;
+	}
+	ex = TL_EXIT_OK;
+	goto out;
+nomem:
+	fprintf(stderr, "tapline schema: out of memory\n");
+out:
+	tl_classify_db_free(cdb);
+	free(cc);
+	free(err);
+	return ex;
 }
 
 static int
-print_ddl(const struct tl_schema *schema, const char *db)
+print_ddl(const struct tl_schema *schema, const struct tl_route_table *routes)
 {
-	char *buf = malloc(DDL_MAX);
-	int n;
+	int n = tl_grants_ddl(stdout, schema, routes);
 
-	if (buf == NULL) {
-		fprintf(stderr, "tapline schema: out of memory\n");
-		return TL_EXIT_FAIL;
-	}
-	n = tl_ddl_create_database(db, buf, DDL_MAX);
-	if (n >= 0)
-		printf("%s;\n", buf);
-	for (unsigned t = 0; n >= 0 && t < TL_BATCH_TABLE_MAX; t++) {
-		n = tl_ddl_create_table(schema, (enum tl_batch_table)t, db, buf, DDL_MAX);
-		if (n >= 0)
-			printf("\n%s;\n", buf);
-	}
-	free(buf);
 	if (n == TL_E_SCHEMA) {
 		fprintf(stderr, "tapline schema: a profile column's name collides with one of "
 		                "tapline's columns (or a datetime column's _ns companion)\n");
@@ -64,7 +128,19 @@ print_ddl(const struct tl_schema *schema, const char *db)
 		fprintf(stderr, "tapline schema: %s\n", tl_strerror(n));
 		return TL_EXIT_FAIL;
 	}
-	return fflush(stdout) == 0 ? TL_EXIT_OK : TL_EXIT_FAIL;
+	return TL_EXIT_OK;
+}
+
+static int
+print_users(const struct tl_app_config *cfg, enum tl_grants_format fmt)
+{
+	char err[1024];
+	int rc = tl_grants_users(stdout, fmt, &cfg->routing, err, sizeof(err));
+
+	if (rc == 0)
+		return TL_EXIT_OK;
+	fprintf(stderr, "tapline schema users: %s\n", err[0] ? err : tl_strerror(rc));
+	return rc == TL_E_CONFIG ? TL_EXIT_USAGE : TL_EXIT_FAIL;
 }
 
 int
@@ -73,31 +149,39 @@ tl_cmd_schema(int argc, char **argv)
 	static const struct option lo[] = {
 	        {"config", required_argument, NULL, 'c'},
 	        {"database", required_argument, NULL, 'd'},
+	        {"format", required_argument, NULL, 'f'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
 	static struct tl_app_config cfg;
 	struct tl_schema *schema = NULL;
-	const char *config = NULL, *db = DEFAULT_DATABASE;
+	struct tl_route_table *routes = NULL;
+	const char *config = NULL, *db = NULL, *format = NULL;
+	enum tl_grants_format fmt = TL_GRANTS_XML;
+	bool users;
 	int c, rc;
 
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		schema_usage(stdout);
 		return TL_EXIT_OK;
 	}
-	if (argc < 2 || strcmp(argv[1], "ddl") != 0) {
+	if (argc < 2 || (strcmp(argv[1], "ddl") != 0 && strcmp(argv[1], "users") != 0)) {
 		schema_usage(stderr);
 		return TL_EXIT_USAGE;
 	}
-	/* Options follow "ddl": parse argv[1..] with "ddl" as the program name. */
+	users = strcmp(argv[1], "users") == 0;
+	/* Options follow the verb: parse argv[1..] with the verb as the program name. */
 	optind = 1;
-	while ((c = getopt_long(argc - 1, argv + 1, "c:d:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc - 1, argv + 1, "c:d:f:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
 			break;
 		case 'd':
 			db = optarg;
+			break;
+		case 'f':
+			format = optarg;
 			break;
 		case 'h':
 			schema_usage(stdout);
@@ -108,16 +192,31 @@ tl_cmd_schema(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1 || config == NULL) {
-		fprintf(stderr, "tapline schema ddl: %s\n",
+		fprintf(stderr, "tapline schema %s: %s\n", argv[1],
 		        config ? "unexpected argument" : "--config is required");
 		schema_usage(stderr);
 		return TL_EXIT_USAGE;
 	}
-	if (!tl_ddl_ident_valid(db)) {
+	if (format != NULL) {
+		if (!users) {
+			fprintf(stderr,
+			        "tapline schema ddl: --format is an option of schema users\n");
+			return TL_EXIT_USAGE;
+		}
+		for (fmt = 0; fmt < TL_GRANTS_FORMAT_MAX; fmt++)
+			if (strcmp(format, tl_grants_format_names[fmt]) == 0)
+				break;
+		if (fmt == TL_GRANTS_FORMAT_MAX) {
+			fprintf(stderr, "tapline schema users: --format '%s': use xml or sql\n",
+			        format);
+			return TL_EXIT_USAGE;
+		}
+	}
+	if (db != NULL && !tl_route_ident_valid(db)) {
 		fprintf(stderr,
-		        "tapline schema ddl: --database '%s': use 1-%d letters, digits or '_', "
+		        "tapline schema %s: --database '%s': use 1-%d letters, digits or '_', "
 		        "not starting with a digit\n",
-		        db, TL_DDL_IDENT_MAX);
+		        argv[1], db, TL_ROUTE_IDENT_MAX - 1);
 		return TL_EXIT_USAGE;
 	}
 	rc = tl_app_load(config, &cfg, &schema, stderr);
@@ -126,7 +225,18 @@ tl_cmd_schema(int argc, char **argv)
 			fprintf(stderr, "%s: %s\n", config, tl_strerror(rc));
 		return rc == -ENOMEM ? TL_EXIT_FAIL : TL_EXIT_USAGE;
 	}
-	rc = print_ddl(schema, db);
+	if (db == NULL)
+		db = cfg.uplink.database;
+	if (!tl_route_ident_valid(db)) {
+		fprintf(stderr, "%s: uplink.database '%s' is not a valid database name\n", config,
+		        db);
+		tl_schema_free(schema);
+		return TL_EXIT_USAGE;
+	}
+	rc = build_routes(&cfg, schema, db, &routes);
+	if (rc == TL_EXIT_OK)
+		rc = users ? print_users(&cfg, fmt) : print_ddl(schema, routes);
+	tl_route_table_free(routes);
 	tl_schema_free(schema);
 	return rc;
 }

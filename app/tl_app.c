@@ -48,6 +48,9 @@ const struct tl_opt tl_app_opts[] = {
 	{.name = "classify", .type = TL_OPT_SECTION,
 		.offset = offsetof(struct tl_app_config, classify), .sub = tl_classify_opts,
 		.desc = "error patterns compiled into one Hyperscan database"},
+	{.name = "routing", .type = TL_OPT_SECTION,
+		.offset = offsetof(struct tl_app_config, routing), .sub = tl_route_opts,
+		.desc = "rules choosing each event's database (tenants), and their ClickHouse users"},
 	{.name = NULL},
 };
 

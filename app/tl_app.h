@@ -13,6 +13,7 @@
 #include "tl_capture.h"
 #include "tl_metrics.h"
 #include "tl_pipeline.h"
+#include "tl_route.h"
 #include "tl_schema.h"
 #include "tl_ch.h"
 #include "tl_sink.h"
@@ -30,6 +31,7 @@ struct tl_app_config {
 	struct tl_uplink_conf uplink;
 	struct tl_metrics_conf metrics;
 	struct tl_classify_conf classify;
+	struct tl_route_conf routing;
 };
 
 extern const struct tl_opt tl_app_opts[];
