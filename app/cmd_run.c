@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_malloc.h>
@@ -17,8 +18,11 @@
 #include "tl_dump.h"
 #include "tl_error.h"
 #include "tl_json.h"
+#include "tl_ddl.h"
+#include "tl_live.h"
 #include "tl_log.h"
 #include "tl_metrics.h"
+#include "tl_reload.h"
 #include "tl_opt.h"
 #include "tl_sink.h"
 #include "tl_uplink.h"
@@ -26,12 +30,57 @@
 #define MAX_PCAP_FILES 16
 
 static volatile int stop_flag;
+static struct tl_reload *reload_ctl;
 
 static void
 on_signal(int sig)
 {
 	(void)sig;
 	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+}
+
+/* SIGHUP: load the profile again (tl_reload_request is async-signal-safe). */
+static void
+on_hup(int sig)
+{
+	struct tl_reload *ctl = __atomic_load_n(&reload_ctl, __ATOMIC_RELAXED);
+
+	(void)sig;
+	if (ctl)
+		tl_reload_request(ctl);
+}
+
+/* What a published generation changes outside the workers. */
+struct live_out {
+	struct tl_uplink *uplink;
+	const char *database;
+	const char *profile;
+};
+
+/* The error_patterns dimension table follows the patterns in use. */
+static void
+publish_patterns(struct live_out *lo, const struct tl_live_gen *g)
+{
+	char **sql = NULL;
+	unsigned n = 0;
+	int rc;
+
+	if (lo->uplink == NULL)
+		return;
+	rc = tl_ddl_patterns(lo->database, g->db, lo->profile, (uint32_t)time(NULL), &sql, &n);
+	if (rc == 0)
+		rc = tl_uplink_set_statements(lo->uplink, (const char *const *)sql, n);
+	if (rc < 0)
+		TL_ERR("error_patterns: %s", tl_strerror(rc));
+	tl_ddl_stmts_free(sql, n);
+}
+
+static void
+on_publish(void *arg, const struct tl_live_gen *g)
+{
+	TL_INFO("profile reloaded: generation %" PRIu64 ", %u patterns (%s)", g->gen,
+			tl_classify_db_count(g->db), g->db_hash);
+	publish_patterns(arg, g);
 }
 
 static void
@@ -126,6 +175,8 @@ struct scrape {
 	const struct worker_out *outs;
 	struct tl_spool *spool;
 	struct tl_uplink *uplink;
+	struct tl_live *live;
+	struct tl_reload *reload;
 };
 
 /* A log2-bucketed ns histogram as a Prometheus histogram in seconds. */
@@ -179,6 +230,28 @@ collect(void *arg, struct tl_metrics_buf *b)
 				tl_batch_table_name((unsigned)t), v);
 	}
 
+	if (s->live) {
+		struct tl_live_stats ls;
+		struct tl_reload_status rs;
+
+		tl_live_stats(s->live, &ls);
+		tl_metrics_family(b, "tapline_profile_generation", "gauge",
+				"Generation of the classification patterns in use (1 at start).");
+		tl_metrics_printf(b, "tapline_profile_generation %" PRIu64 "\n", ls.generation);
+		tl_metrics_family(b, "tapline_profile_reloads_total", "counter",
+				"Profile reloads, by result (failed: rejected, the old one kept).");
+		memset(&rs, 0, sizeof(rs));
+		if (s->reload)
+			tl_reload_status(s->reload, &rs);
+		tl_metrics_printf(b, "tapline_profile_reloads_total{result=\"ok\"} %" PRIu64 "\n",
+				rs.reloads_ok);
+		tl_metrics_printf(b, "tapline_profile_reloads_total{result=\"failed\"} %" PRIu64 "\n",
+				rs.reloads_failed);
+		tl_metrics_family(b, "tapline_profile_generations_pending_free", "gauge",
+				"Retired generations a worker may still use.");
+		tl_metrics_printf(b, "tapline_profile_generations_pending_free %" PRIu64 "\n",
+				ls.gens_pending_free);
+	}
 	tl_spool_stats(s->spool, &ss);
 	tl_metrics_family(b, "tapline_spool_records", "gauge", "Batches in the spool, not yet delivered.");
 	tl_metrics_printf(b, "tapline_spool_records %" PRIu64 "\n", ss.records);
@@ -399,6 +472,10 @@ int
 tl_cmd_run(int argc, char **argv)
 {
 	static struct tl_app_config cfg;
+	struct tl_app_config *loaded = NULL;
+	struct tl_live *live = NULL;
+	struct tl_live_gen *gen = NULL;
+	static struct live_out lo;
 	struct run_opts o;
 	struct tl_schema *schema = NULL;
 	struct tl_dpdk *dpdk = NULL;
@@ -423,6 +500,12 @@ tl_cmd_run(int argc, char **argv)
 			TL_ERR("%s: %s", o.config, tl_strerror(rc));
 		return TL_EXIT_USAGE;
 	}
+	/* As loaded, before the command line changes it: a reload compares with this. */
+	if ((loaded = malloc(sizeof(*loaded))) == NULL) {
+		TL_ERR("out of memory");
+		goto out;
+	}
+	memcpy(loaded, &cfg, sizeof(*loaded));
 	if (o.n_vdevs) {
 		for (unsigned i = 0; i < o.n_vdevs; i++)
 			snprintf(cfg.capture.dpdk.vdevs[i], sizeof(cfg.capture.dpdk.vdevs[i]), "%s",
@@ -447,6 +530,24 @@ tl_cmd_run(int argc, char **argv)
 		goto out;
 	}
 
+	{
+		char err[2048];
+
+		/* The patterns are compiled (or loaded from their cache) before capture starts:
+		 * a bad pattern stops here with its file:line. */
+		rc = tl_live_gen_build(&cfg.classify, schema, n_workers, &gen, err, sizeof(err));
+		if (rc < 0) {
+			TL_ERR("%s", err);
+			exit_code = TL_EXIT_USAGE;
+			goto out;
+		}
+		snprintf(gen->path, sizeof(gen->path), "%s", o.config);
+		if ((rc = tl_live_create(n_workers, gen, &live)) < 0) {
+			TL_ERR("classification: %s", tl_strerror(rc));
+			goto out;
+		}
+		gen = NULL; /* the live's now */
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	/* A peer closing an HTTP connection must not kill the appliance. */
@@ -504,6 +605,7 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 		tl_pipeline_set_tick(&workers[n_init], out_tick);
+		tl_pipeline_set_live(&workers[n_init], live, n_init);
 	}
 	if (!o.no_uplink) {
 		if (o.clickhouse)
@@ -515,6 +617,31 @@ tl_cmd_run(int argc, char **argv)
 		}
 		tl_uplink_set_appliance_id(uplink, cfg.appliance_id);
 	}
+	lo.uplink = uplink;
+	lo.database = tl_uplink_database(uplink);
+	lo.profile = cfg.name;
+	publish_patterns(&lo, tl_live_current(live));
+	{
+		struct tl_reload_conf rc_conf = {
+			.profile = o.config,
+			.loaded = loaded,
+			.schema = schema,
+			.live = live,
+			.on_publish = on_publish,
+			.arg = &lo,
+		};
+		struct sigaction sa;
+
+		rc = tl_reload_create(&rc_conf, &reload_ctl);
+		if (rc < 0) {
+			TL_ERR("profile reload: %s", tl_strerror(rc));
+			goto out;
+		}
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_hup;
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGHUP, &sa, NULL);
+	}
 
 	if (cfg.metrics.enabled) {
 		scrape.n = n_workers;
@@ -522,6 +649,8 @@ tl_cmd_run(int argc, char **argv)
 		scrape.outs = outs;
 		scrape.spool = spool;
 		scrape.uplink = uplink;
+		scrape.live = live;
+		scrape.reload = reload_ctl;
 		for (unsigned i = 0; i < n_workers; i++)
 			scrape.w[i] = &workers[i].cnt;
 		if (tl_metrics_create(&cfg.metrics, &metrics) < 0 ||
@@ -537,6 +666,7 @@ tl_cmd_run(int argc, char **argv)
 	tl_metrics_set_health(metrics, false, "stopping");
 	if (rc < 0)
 		goto out;
+	signal(SIGHUP, SIG_IGN);
 
 	/* Every worker has sealed what it held; wait for the spool to commit it, and with
 	 * --once for the uplink to deliver it. */
@@ -579,6 +709,9 @@ tl_cmd_run(int argc, char **argv)
 	fflush(stdout);
 	exit_code = TL_EXIT_OK;
 out:
+	signal(SIGHUP, SIG_IGN);
+	/* No publish after this; the workers have stopped (or never ran). */
+	tl_reload_destroy(__atomic_exchange_n(&reload_ctl, NULL, __ATOMIC_RELAXED));
 	tl_uplink_stop(uplink);
 	tl_spool_close(spool);
 	if (outs) {
@@ -597,6 +730,9 @@ out:
 			tl_pipeline_worker_fini(&workers[i]);
 		rte_free(workers);
 	}
+	tl_live_destroy(live);
+	tl_live_gen_free(gen);
+	free(loaded);
 	tl_dpdk_close(dpdk);
 	tl_schema_free(schema);
 	return exit_code;

@@ -199,6 +199,14 @@ tl_metrics_pipeline(struct tl_metrics_buf *b, const struct tl_counters *const *w
 			"Accepted events that carry an error.");
 	tl_metrics_printf(b, "tapline_error_events_total %llu\n",
 			(unsigned long long)sum.events_error);
+	tl_metrics_family(b, "tapline_events_matched_total", "counter",
+			"Accepted events a classify pattern matched (error or tag).");
+	tl_metrics_printf(b, "tapline_events_matched_total %llu\n",
+			(unsigned long long)sum.events_matched);
+	tl_metrics_family(b, "tapline_classify_failed_total", "counter",
+			"Hyperscan scans that failed (the event's matches are partial).");
+	tl_metrics_printf(b, "tapline_classify_failed_total %llu\n",
+			(unsigned long long)sum.classify_failed);
 	tl_metrics_family(b, "tapline_event_bytes_total", "counter", "Bytes of accepted events.");
 	tl_metrics_printf(b, "tapline_event_bytes_total %llu\n", (unsigned long long)sum.event_bytes);
 	tl_metrics_family(b, "tapline_nic_missed_total", "counter",

@@ -44,7 +44,6 @@
 #include "tl_schema.h"
 
 #define TL_CLASSIFY_MAX_PATTERNS 512 /**< patterns in one profile */
-#define TL_CLASSIFY_MAX_MATCHES 16   /**< matched ids kept per event (the rest counted) */
 #define TL_CLASSIFY_ID_MAX 64        /**< id / category buffer: 63 bytes + NUL */
 #define TL_CLASSIFY_REGEX_MAX 1024   /**< regex buffer */
 #define TL_CLASSIFY_TEXT_MAX 512     /**< cause / action buffer */
@@ -109,18 +108,6 @@ extern const struct tl_opt tl_classify_opts[];
 struct tl_classify_db;
 /** Per-worker scan state; opaque. */
 struct tl_classify_scratch;
-
-/** What tl_classify_event() found in one event. */
-struct tl_classify_result {
-	uint16_t n;       /**< ids kept in ids[] (at most TL_CLASSIFY_MAX_MATCHES) */
-	uint16_t dropped; /**< patterns that matched beyond the first TL_CLASSIFY_MAX_MATCHES */
-	uint8_t severity; /**< enum tl_classify_severity: highest over ALL matched patterns */
-	bool error;       /**< some matched pattern (kept or dropped) has effect error */
-	bool scan_failed; /**< a Hyperscan scan failed (scratch used by two threads at once, or
-	                       allocated for another database): the result is partial */
-	uint16_t ids[TL_CLASSIFY_MAX_MATCHES]; /**< matched pattern indices, ascending; the
-	                                            lowest indices are the ones kept */
-};
 
 /** A pattern of a built database (owned by the database, valid until it is freed). */
 struct tl_classify_pattern {

@@ -25,6 +25,7 @@ tl_counters_print_figures(FILE *out, const struct tl_counters *c)
 	fprintf(out, "figure events_valid %" PRIu64 "\n", c->events_valid);
 	fprintf(out, "figure events_rejected %" PRIu64 "\n", c->events_rejected);
 	fprintf(out, "figure error_events %" PRIu64 "\n", c->events_error);
+	fprintf(out, "figure events_matched %" PRIu64 "\n", c->events_matched);
 	fprintf(out, "figure frames %" PRIu64 "\n", c->rx_frames);
 	fprintf(out, "figure bytes %" PRIu64 "\n", c->rx_bytes);
 	fprintf(out, "figure datagrams %" PRIu64 "\n", c->udp_datagrams);

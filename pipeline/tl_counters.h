@@ -20,6 +20,8 @@ struct tl_counters {
 	uint64_t reassembled;    /**< of which reassembled from fragments */
 	uint64_t events_valid;   /**< events accepted (normal + error) */
 	uint64_t events_error;   /**< of which error events */
+	uint64_t events_matched; /**< events some classify pattern matched (error or tag) */
+	uint64_t classify_failed;/**< Hyperscan scans that failed (results partial) */
 	uint64_t events_rejected;/**< events rejected, by reason in reason[] */
 	uint64_t event_bytes;    /**< bytes of accepted events */
 	uint64_t rx_nombuf;      /**< driver: RX mbuf allocation failures (from the NIC) */

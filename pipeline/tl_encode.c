@@ -32,6 +32,7 @@
 #include <xxhash.h>
 
 #include "tl_batch.h"
+#include "tl_classify.h"
 #include "tl_encode.h"
 #include "tl_error.h"
 #include "tl_json.h"
@@ -45,7 +46,10 @@
 #define COL_OVERHEAD 16
 /* Tapline columns of an event row besides appliance id and extra: DateTime 4, Int64 8,
  * FixedString(16), 2 x UInt64, UInt8, UInt64, and extra's LEB128 length and braces. */
-#define EVENT_FIXED (4 + 8 + 16 + 8 + 8 + 1 + 8 + 5 + 2)
+#define EVENT_FIXED (4 + 8 + 16 + 8 + 8 + 1 + 8 + 5 + 2 + CLASS_MAX)
+/* matched_patterns and categories: a count and up to TL_CLASSIFY_MAX_MATCHES names each
+ * (a length byte and at most TL_CLASSIFY_ID_MAX - 1 bytes), then the severity */
+#define CLASS_MAX (2 * (1 + TL_CLASSIFY_MAX_MATCHES * TL_CLASSIFY_ID_MAX) + 1)
 /* dead_letter besides appliance id, reason and raw bytes: DateTime, Int64, UInt64 x 2,
  * two LEB128 lengths. */
 #define DL_FIXED (4 + 8 + 8 + 8 + 5 + 5)
@@ -241,6 +245,9 @@ tl_encode_columns(const struct tl_schema *s, enum tl_batch_table t, struct tl_en
 	                {"appliance_id", "String"},
 	                {"batch_id", "UInt64"},
 	                {"extra", "String"},
+	                {"matched_patterns", "Array(String)"},
+	                {"categories", "Array(String)"},
+	                {"severity", TL_ENCODE_SEVERITY_TYPE},
 	        },
 	  dl_cols[] = {
 	          {"ingestion_time", "DateTime"},
@@ -550,6 +557,49 @@ check_room(const struct tl_encoder *e, uint64_t bound)
 	return bound > e->body_cap || e->rows == 0 ? -E2BIG : -ENOBUFS;
 }
 
+static uint8_t *
+put_name(uint8_t *p, const char *s)
+{
+	size_t n = strnlen(s, TL_CLASSIFY_ID_MAX - 1);
+
+	p = put_leb(p, n);
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/*
+ * matched_patterns Array(String), categories Array(String) (each category once, in the
+ * order of the first pattern that has it), severity Enum8. At most CLASS_MAX bytes.
+ */
+static uint8_t *
+put_class(uint8_t *p, const struct tl_event *ev)
+{
+	const struct tl_classify_pattern *pat[TL_CLASSIFY_MAX_MATCHES];
+	const char *cat[TL_CLASSIFY_MAX_MATCHES];
+	unsigned n = 0, nc = 0;
+
+	if (ev->cls_db != NULL)
+		for (unsigned i = 0; i < ev->cls.n && i < TL_CLASSIFY_MAX_MATCHES; i++)
+			if ((pat[n] = tl_classify_db_pattern(ev->cls_db, ev->cls.ids[i])) != NULL)
+				n++;
+	p = put_leb(p, n);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned j = 0;
+
+		p = put_name(p, pat[i]->id);
+		while (j < nc && strcmp(cat[j], pat[i]->category) != 0)
+			j++;
+		if (j == nc)
+			cat[nc++] = pat[i]->category;
+	}
+	p = put_leb(p, nc);
+	for (unsigned i = 0; i < nc; i++)
+		p = put_name(p, cat[i]);
+	return put_u8(p, ev->cls_db != NULL && ev->cls.severity < TL_CLASSIFY_SEV_MAX
+	                         ? ev->cls.severity
+	                         : 0);
+}
+
 int
 tl_encode_event_meta(struct tl_encoder *enc, const struct tl_event *ev,
         const struct tl_encode_meta *meta, int64_t now_ns)
@@ -591,6 +641,7 @@ tl_encode_event_meta(struct tl_encoder *enc, const struct tl_event *ev,
 	if (unlikely(n > xb))
 		n = (size_t)xb; /* cannot happen: xb bounds it; never write past it */
 	p = close_string(p, k, n);
+	p = put_class(p, ev);
 	return commit_row(enc, p, now_ns, ev->time_ns);
 }
 

@@ -55,6 +55,10 @@
 #define TL_ENCODE_APPLIANCE_MAX 255
 /** Most columns a table can have: every profile column a datetime, plus tapline's. */
 #define TL_ENCODE_MAX_COLS (2 * TL_SCHEMA_MAX_COLS + 16)
+/** ClickHouse type of the severity column (enum tl_classify_severity), as the server
+ * spells it back. */
+#define TL_ENCODE_SEVERITY_TYPE                                                              \
+	"Enum8('none' = 0, 'info' = 1, 'warning' = 2, 'error' = 3, 'critical' = 4)"
 /** Size of struct tl_encode_col's name (a profile name plus "_ns", and NUL). */
 #define TL_ENCODE_COL_NAME_MAX (TL_SCHEMA_NAME_MAX + 8)
 
@@ -79,7 +83,7 @@ struct tl_encode_meta {
 /** One column of a table, in the order the encoder writes it. */
 struct tl_encode_col {
 	char name[TL_ENCODE_COL_NAME_MAX];
-	char type[32]; /**< ClickHouse type, e.g. "Nullable(String)" */
+	char type[96]; /**< ClickHouse type, e.g. "Nullable(String)" */
 };
 
 /** Opaque encoder. */

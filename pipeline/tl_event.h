@@ -16,6 +16,21 @@
 #include "tl_schema.h"
 
 #define TL_EVENT_MAX_EXTRA 64
+#define TL_CLASSIFY_MAX_MATCHES 16 /**< matched ids kept per event (the rest counted) */
+
+struct tl_classify_db;
+
+/** What tl_classify_event() (tl_classify.h) found in one event. */
+struct tl_classify_result {
+	uint16_t n;       /**< ids kept in ids[] (at most TL_CLASSIFY_MAX_MATCHES) */
+	uint16_t dropped; /**< patterns that matched beyond the first TL_CLASSIFY_MAX_MATCHES */
+	uint8_t severity; /**< enum tl_classify_severity: highest over ALL matched patterns */
+	bool error;       /**< some matched pattern (kept or dropped) has effect error */
+	bool scan_failed; /**< a Hyperscan scan failed (scratch used by two threads at once, or
+	                       allocated for another database): the result is partial */
+	uint16_t ids[TL_CLASSIFY_MAX_MATCHES]; /**< matched pattern indices, ascending; the
+	                                            lowest indices are the ones kept */
+};
 
 enum tl_val_kind {
 	TL_VAL_ABSENT = 0, /**< path not present in the event */
@@ -55,11 +70,17 @@ struct tl_extra {
 struct tl_event {
 	const uint8_t *raw; /**< the whole NDJSON line (for the dead-letter table) */
 	uint32_t raw_len;
-	bool is_error;      /**< error column set, non-null and not an empty string */
+	bool is_error;      /**< error column set, non-null and not an empty string, or a
+	                         pattern with effect error matched (cls) */
 	uint16_t n_extra;
 	int64_t time_ns;    /**< copy of the time column */
 	struct tl_value col[TL_SCHEMA_MAX_COLS];
 	struct tl_extra extra[TL_EVENT_MAX_EXTRA];
+	/** Classification: what cls.ids index into (the patterns of the generation the worker
+	 * scanned with, valid while it holds that generation), or NULL if not classified;
+	 * tl_json_extract() resets both. */
+	const struct tl_classify_db *cls_db;
+	struct tl_classify_result cls;
 };
 
 #endif

@@ -1030,6 +1030,10 @@ tl_json_extract(const struct tl_schema *s, const uint8_t *buf, uint32_t len, str
 	ev->raw_len = len;
 	ev->is_error = false;
 	ev->n_extra = 0;
+	ev->cls_db = NULL;
+	ev->cls.n = 0;
+	ev->cls.dropped = 0;
+	ev->cls.severity = 0;
 	ev->time_ns = 0;
 	memset(ev->col, 0, sizeof(ev->col));
 	if (len > s->lim.max_event_size)

@@ -61,6 +61,9 @@ tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint3
 {
 	const uint8_t *p = payload, *end = payload + len;
 	struct tl_counters *c = &w->cnt;
+	/* One generation for the whole datagram: its db and scratch belong together, and the
+	 * sink encodes each event (pattern names) before this returns. */
+	const struct tl_live_gen *g = w->live ? tl_live_current(w->live) : NULL;
 
 	c->udp_datagrams++;
 	/* NDJSON: a raw newline cannot occur inside a JSON string, so splitting on '\n'
@@ -79,6 +82,15 @@ tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint3
 		}
 		v = tl_json_extract(w->schema, p, n, &w->ev);
 		if (likely(v == TL_REASON_OK)) {
+			if (g != NULL) {
+				struct tl_event *ev = &w->ev;
+
+				tl_classify_event(g->db, g->scratch[w->live_id], ev, &ev->cls);
+				ev->cls_db = g->db;
+				ev->is_error |= ev->cls.error;
+				c->events_matched += ev->cls.n > 0;
+				c->classify_failed += ev->cls.scan_failed;
+			}
 			c->events_valid++;
 			c->events_error += w->ev.is_error;
 			c->event_bytes += n;
@@ -170,6 +182,13 @@ void
 tl_pipeline_set_tick(struct tl_pipeline_worker *w, tl_sink_tick_fn tick)
 {
 	w->tick = tick;
+}
+
+void
+tl_pipeline_set_live(struct tl_pipeline_worker *w, struct tl_live *live, unsigned id)
+{
+	w->live = live;
+	w->live_id = id;
 }
 
 void

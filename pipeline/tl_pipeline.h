@@ -17,6 +17,7 @@
 
 #include "tl_counters.h"
 #include "tl_event.h"
+#include "tl_live.h"
 #include "tl_opt.h"
 #include "tl_reasm.h"
 #include "tl_schema.h"
@@ -53,6 +54,8 @@ struct tl_pipeline_worker {
 	tl_sink_tick_fn tick;
 	void *sink_arg;
 	uint64_t port_map[65536 / 64];   /**< telemetry UDP destination ports */
+	struct tl_live *live;            /**< classification generations, or NULL: none */
+	unsigned live_id;                /**< this worker's id in @c live */
 	struct tl_event ev;              /**< scratch, reused for every event */
 } __attribute__((aligned(64)));
 
@@ -68,6 +71,38 @@ struct tl_pipeline_worker {
 int tl_pipeline_worker_init(struct tl_pipeline_worker *w, const struct tl_pipeline_conf *conf,
 		const struct tl_schema *schema, const uint16_t *ports, unsigned n_ports,
 		tl_event_sink_fn sink, void *sink_arg);
+
+/**
+ * Classify events with the generations published in @p live (tl_live.h), as worker
+ * @p id of it. Call before the worker runs. The thread that runs the worker then calls
+ * tl_pipeline_online() before its first burst, tl_pipeline_quiescent() after every burst
+ * (and when idle), and tl_pipeline_offline() before it blocks or exits.
+ */
+void tl_pipeline_set_live(struct tl_pipeline_worker *w, struct tl_live *live, unsigned id);
+
+/** The worker's thread starts using generations (no-op without tl_pipeline_set_live). */
+static inline void
+tl_pipeline_online(struct tl_pipeline_worker *w)
+{
+	if (w->live)
+		tl_live_worker_online(w->live, w->live_id);
+}
+
+/** The worker holds no generation now: a reload may free the one it used. */
+static inline void
+tl_pipeline_quiescent(struct tl_pipeline_worker *w)
+{
+	if (w->live)
+		tl_live_quiescent(w->live, w->live_id);
+}
+
+/** The worker's thread blocks or exits: reloads stop waiting for it. */
+static inline void
+tl_pipeline_offline(struct tl_pipeline_worker *w)
+{
+	if (w->live)
+		tl_live_worker_offline(w->live, w->live_id);
+}
 
 /** Release what init allocated. NULL-safe; the struct itself stays the caller's. */
 void tl_pipeline_worker_fini(struct tl_pipeline_worker *w);

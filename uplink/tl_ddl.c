@@ -4,6 +4,7 @@
  * file only formats statements and compares the server's columns with the encoder's.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -419,4 +420,122 @@ out:
 	free(have);
 	free(cols);
 	return rc;
+}
+
+/* ---- error_patterns: the classification patterns as a table ------------------------ */
+
+/* A ClickHouse string literal: quotes and backslashes escaped, control bytes as \xHH. */
+static void
+sb_quote(struct sb *b, const char *s)
+{
+	sb_add(b, "'");
+	for (; *s && !b->full; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '\'' || c == '\\')
+			sb_add(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			sb_add(b, "\\x%02x", c);
+		else
+			sb_add(b, "%c", c);
+	}
+	sb_add(b, "'");
+}
+
+#define PATTERNS_COLS                                                                        \
+	"`id` String, `category` String, `severity` " TL_ENCODE_SEVERITY_TYPE ", "               \
+	"`effect` Enum8('error' = 0, 'tag' = 1), `cause` String, `action` String, "             \
+	"`profile` String, `db_hash` String, `loaded_at` DateTime"
+
+void
+tl_ddl_stmts_free(char **stmts, unsigned n)
+{
+	if (stmts == NULL)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		free(stmts[i]);
+	free(stmts);
+}
+
+int
+tl_ddl_patterns(const char *db, const struct tl_classify_db *cdb, const char *profile,
+        uint32_t loaded_at, char ***out, unsigned *n_out)
+{
+	enum { N = 6 };
+	uint32_t np;
+	size_t cap;
+	char **s;
+	unsigned k = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (!tl_ddl_ident_valid(db) || cdb == NULL)
+		return -EINVAL;
+	/* Every text at most 4 bytes per byte once escaped. */
+	np = tl_classify_db_count(cdb);
+	cap = 4096 + (size_t)np * (4 * (2 * TL_CLASSIFY_TEXT_MAX + 2 * TL_CLASSIFY_ID_MAX) + 200) +
+	      (size_t)np * 4 * strlen(profile ? profile : "");
+	if ((s = calloc(N, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	/* Built aside and swapped in by one RENAME, so a join never sees it half filled,
+	 * and patterns removed from the profile leave the table with the next load. */
+	for (unsigned i = 0; i < N && rc == 0; i++)
+		if ((s[i] = malloc(i == 2 ? cap : 1024)) == NULL)
+			rc = -ENOMEM;
+	if (rc == 0) {
+		struct sb b;
+
+		sb_init(&b, s[k++], 1024);
+		sb_add(&b, "DROP TABLE IF EXISTS `%s`.`error_patterns_new`", db);
+		sb_init(&b, s[k++], 1024);
+		sb_add(&b, "CREATE TABLE `%s`.`error_patterns_new` (" PATTERNS_COLS
+		           ") ENGINE = MergeTree() ORDER BY `id`",
+		        db);
+		if (b.full)
+			rc = -ENOSPC;
+		if (np > 0) {
+			sb_init(&b, s[k++], cap);
+			sb_add(&b, "INSERT INTO `%s`.`error_patterns_new` VALUES ", db);
+			for (uint32_t i = 0; i < np; i++) {
+				const struct tl_classify_pattern *p = tl_classify_db_pattern(cdb, i);
+
+				sb_add(&b, "%s(", i ? ", " : "");
+				sb_quote(&b, p->id);
+				sb_add(&b, ", ");
+				sb_quote(&b, p->category);
+				/* Enum values by name: 18.16 takes no number for an Enum8 in VALUES. */
+				sb_add(&b, ", '%s', '%s', ", tl_classify_severity_name(p->severity),
+				        tl_classify_effect_name(p->effect));
+				sb_quote(&b, p->cause);
+				sb_add(&b, ", ");
+				sb_quote(&b, p->action);
+				sb_add(&b, ", ");
+				sb_quote(&b, profile ? profile : "");
+				sb_add(&b, ", '%s', %" PRIu32 ")", tl_classify_db_hash(cdb), loaded_at);
+			}
+			if (b.full)
+				rc = -ENOSPC;
+		}
+		sb_init(&b, s[k++], 1024);
+		sb_add(&b,
+		        "CREATE TABLE IF NOT EXISTS `%s`.`error_patterns` AS `%s`.`error_patterns_new`",
+		        db, db);
+		sb_init(&b, s[k++], 1024);
+		sb_add(&b,
+		        "RENAME TABLE `%s`.`error_patterns` TO `%s`.`error_patterns_old`, "
+		        "`%s`.`error_patterns_new` TO `%s`.`error_patterns`",
+		        db, db, db, db);
+		sb_init(&b, s[k++], 1024);
+		sb_add(&b, "DROP TABLE IF EXISTS `%s`.`error_patterns_old`", db);
+	}
+	if (rc < 0) {
+		tl_ddl_stmts_free(s, N);
+		return rc;
+	}
+	for (unsigned i = k; i < N; i++)
+		free(s[i]);
+	*out = s;
+	*n_out = k;
+	return 0;
 }

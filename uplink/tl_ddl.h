@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "tl_batch.h"
+#include "tl_classify.h"
 #include "tl_schema.h"
 
 /** Longest database name accepted. */
@@ -84,5 +85,25 @@ int tl_ddl_columns_query(enum tl_batch_table t, const char *db, char *buf, size_
  */
 int tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *db,
         const char *reply, size_t reply_len, char *buf, size_t cap, char *msg, size_t msglen);
+
+/**
+ * The statements that (re)write the dimension table `error_patterns` of @p db from the
+ * patterns of @p cdb: one row per pattern (id, category, severity, effect, cause, action,
+ * profile, db_hash, loaded_at), so queries can join error_events.matched_patterns
+ * (ARRAY JOIN) with causes and actions. The table is built as error_patterns_new and
+ * swapped in with one RENAME: readers never see it half filled, and patterns a new
+ * profile dropped disappear. Run them in order; a failed run can simply be repeated.
+ * @param profile    the profile's name, stored in every row.
+ * @param loaded_at  unix seconds, stored in every row.
+ * @param out        out: malloc'd array of malloc'd statements (tl_ddl_stmts_free).
+ * @param n_out      out: their number.
+ * @return 0; -EINVAL if @p db is not a valid identifier or @p cdb is NULL; -ENOMEM;
+ *         -ENOSPC (cannot happen with the pattern limits of tl_classify.h).
+ */
+int tl_ddl_patterns(const char *db, const struct tl_classify_db *cdb, const char *profile,
+        uint32_t loaded_at, char ***out, unsigned *n_out);
+
+/** Free what tl_ddl_patterns() returned. NULL-safe. */
+void tl_ddl_stmts_free(char **stmts, unsigned n);
 
 #endif

@@ -136,8 +136,13 @@ struct tl_uplink {
 	int draining;                             /* callers in tl_uplink_drain() */
 	unsigned n_ready;
 	bool probe_ready[TL_BATCH_TABLE_MAX];
-	pthread_mutex_t lock; /* appliance */
+	pthread_mutex_t lock; /* appliance, stmts */
 	char appliance[APPLIANCE_MAX + 1];
+	char **stmts; /* tl_uplink_set_statements: run after the DDL */
+	unsigned n_stmts;
+	int stmts_due; /* 1: to run (again) */
+	uint64_t stmts_retry_ns;
+	unsigned stmts_attempt;
 	struct slot slots[TL_CH_MAX_IN_FLIGHT];
 	char cols[TL_BATCH_TABLE_MAX][COLS_LEN];
 	uint8_t layout[TL_BATCH_TABLE_MAX][TL_ENCODE_MAX_COLS]; /* COL_* | COL_NULLABLE */
@@ -359,7 +364,15 @@ grow(void **buf, size_t *cap, size_t need, size_t elem, size_t first)
  * types before it is coalesced; a record with a row that does not end exactly at its
  * recorded end is never sent with others (see take_record, start_bisect).
  */
-enum { COL_FIXED1 = 1, COL_FIXED4, COL_FIXED8, COL_FIXED16, COL_STRING, COL_NULLABLE = 0x80 };
+enum {
+	COL_FIXED1 = 1,
+	COL_FIXED4,
+	COL_FIXED8,
+	COL_FIXED16,
+	COL_STRING,
+	COL_STRINGS, /* Array(String): a count, then that many strings */
+	COL_NULLABLE = 0x80
+};
 
 static int
 layout_of(const char *type, uint8_t *code)
@@ -378,6 +391,8 @@ layout_of(const char *type, uint8_t *code)
 	        {"UInt64", COL_FIXED8},
 	        {"Float64", COL_FIXED8},
 	        {"FixedString(16)", COL_FIXED16},
+	        {"Array(String)", COL_STRINGS},
+	        {TL_ENCODE_SEVERITY_TYPE, COL_FIXED1},
 	};
 	uint8_t null = 0;
 	size_t l = strlen(type);
@@ -414,6 +429,24 @@ build_layouts(struct tl_uplink *u)
 	}
 	free(cols);
 	return rc;
+}
+
+/* A LEB128 length of at most 5 bytes (ClickHouse's sizes fit in 32 bits here). */
+static inline bool
+get_leb(const uint8_t **pp, const uint8_t *e, uint64_t *v)
+{
+	const uint8_t *p = *pp;
+
+	*v = 0;
+	for (unsigned sh = 0;; sh += 7) {
+		if (p >= e || sh > 28)
+			return false;
+		*v |= (uint64_t)(*p & 0x7f) << sh;
+		if (!(*p++ & 0x80))
+			break;
+	}
+	*pp = p;
+	return true;
 }
 
 /*
@@ -455,14 +488,23 @@ row_walk(const struct tl_uplink *u, unsigned t, const uint8_t *p, uint32_t len, 
 		case COL_FIXED16:
 			n = 16;
 			break;
-		default: /* COL_STRING: LEB128 length, then the bytes */
-			for (unsigned sh = 0;; sh += 7) {
-				if (p >= e || sh > 28)
+		case COL_STRINGS: {
+			uint64_t k;
+
+			/* Each string at least one byte: a count beyond the row is no row. */
+			if (!get_leb(&p, e, &k) || k > (uint64_t)(e - p))
+				return false;
+			for (; k > 0; k--)
+				if (!get_leb(&p, e, &n) || n > (uint64_t)(e - p))
 					return false;
-				n |= (uint64_t)(*p & 0x7f) << sh;
-				if (!(*p++ & 0x80))
-					break;
-			}
+				else
+					p += n;
+			n = 0;
+			break;
+		}
+		default: /* COL_STRING: LEB128 length, then the bytes */
+			if (!get_leb(&p, e, &n))
+				return false;
 			break;
 		}
 		if (n > (uint64_t)(e - p))
@@ -1695,6 +1737,36 @@ retry_due(struct tl_uplink *u, uint64_t now)
 	}
 }
 
+/* The caller's statements, in order; on a failure all of them again later. */
+static void
+run_statements(struct tl_uplink *u, uint64_t now)
+{
+	int rc = 0;
+
+	if (!__atomic_load_n(&u->stmts_due, __ATOMIC_ACQUIRE) || now < u->stmts_retry_ns)
+		return;
+	pthread_mutex_lock(&u->lock);
+	__atomic_store_n(&u->stmts_due, 0, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < u->n_stmts && rc == 0; i++) {
+		char *reply = NULL;
+
+		rc = tl_ch_query(u->ch, u->stmts[i], &reply, NULL);
+		free(reply);
+		if (rc < 0)
+			TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: statement %u of %u failed (%s); "
+			                                    "retrying",
+			        i + 1, u->n_stmts, tl_ch_last_error(u->ch)->message);
+	}
+	if (rc < 0) {
+		__atomic_store_n(&u->stmts_due, 1, __ATOMIC_RELAXED);
+		u->stmts_retry_ns = now + tl_ch_backoff_ns(&u->conf, u->stmts_attempt++, next_rand(u));
+	} else {
+		u->stmts_attempt = 0;
+		add(&u->st.statements_run, 1);
+	}
+	pthread_mutex_unlock(&u->lock);
+}
+
 static bool
 streams_open(const struct tl_uplink *u)
 {
@@ -1768,10 +1840,13 @@ uplink_main(void *arg)
 			tl_ch_negotiate(u->ch, NULL);
 			u->stream_ok = u->conf.stream && tl_ch_can_stream(u->ch);
 			u->pass_lz4 = tl_ch_compression(u->ch) == TL_CH_COMPRESS_LZ4;
+			/* The server may be a new one: its statements again too. */
+			__atomic_store_n(&u->stmts_due, 1, __ATOMIC_RELEASE);
 			u->need_ddl = false;
 			u->ddl_attempt = 0;
 			__atomic_store_n(&u->st.connected, 1, __ATOMIC_RELAXED);
 		}
+		run_statements(u, now);
 		retry_due(u, now);
 		fill_slots(u);
 		n = tl_ch_poll(u->ch,
@@ -1868,6 +1943,40 @@ tl_uplink_set_appliance_id(struct tl_uplink *u, const char *id)
 	return 0;
 }
 
+const char *
+tl_uplink_database(const struct tl_uplink *u)
+{
+	return u ? tl_ch_database(u->ch) : NULL;
+}
+
+int
+tl_uplink_set_statements(struct tl_uplink *u, const char *const *sql, unsigned n)
+{
+	char **c, **old;
+	unsigned n_old;
+
+	if (u == NULL || (n > 0 && sql == NULL))
+		return -EINVAL;
+	if ((c = calloc(n ? n : 1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		if (sql[i] == NULL || (c[i] = strdup(sql[i])) == NULL) {
+			tl_ddl_stmts_free(c, i);
+			return sql[i] == NULL ? -EINVAL : -ENOMEM;
+		}
+	pthread_mutex_lock(&u->lock);
+	old = u->stmts;
+	n_old = u->n_stmts;
+	u->stmts = c;
+	u->n_stmts = n;
+	u->stmts_attempt = 0;
+	u->stmts_retry_ns = 0;
+	__atomic_store_n(&u->stmts_due, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&u->lock);
+	tl_ddl_stmts_free(old, n_old);
+	return 0;
+}
+
 int
 tl_uplink_drain(struct tl_uplink *u, uint64_t timeout_ns)
 {
@@ -1914,6 +2023,7 @@ tl_uplink_stop(struct tl_uplink *u)
 		free(u->slots[i].body);
 		free(u->slots[i].row_end);
 	}
+	tl_ddl_stmts_free(u->stmts, u->n_stmts);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }

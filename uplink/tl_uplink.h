@@ -60,6 +60,7 @@
 #include "tl_spool.h"
 
 struct tl_uplink_stats {
+	uint64_t statements_run; /**< runs of the tl_uplink_set_statements() set */
 	uint64_t inserts_ok;
 	uint64_t inserts_streamed; /**< of inserts_ok: streamed (uplink.stream) */
 	uint64_t inserts_retry;
@@ -103,6 +104,18 @@ int tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *s
  * @return 0; -EINVAL if @p u or @p id is NULL.
  */
 int tl_uplink_set_appliance_id(struct tl_uplink *u, const char *id);
+
+/** The database the tables are in (uplink.database, or the URL's ?database=). */
+const char *tl_uplink_database(const struct tl_uplink *u);
+
+/**
+ * Statements to run after the tables' DDL, in order: now (as soon as the server is
+ * reachable), and again whenever the DDL is applied again (a new server). A failure is
+ * retried with backoff, all of them from the first. Replaces the previous set (e.g. the
+ * error_patterns dimension table after a profile reload). Thread-safe; copied.
+ * @return 0; -EINVAL; -ENOMEM.
+ */
+int tl_uplink_set_statements(struct tl_uplink *u, const char *const *sql, unsigned n);
 
 /**
  * Wait until everything committed to the spool so far has been delivered (or

@@ -480,9 +480,13 @@ worker_main(void *arg)
 	uint16_t n;
 
 	TL_INFO("worker lcore %u polls port %u queue %u", rte_lcore_id(), d->port, wc->queue);
+	tl_pipeline_online(wc->pw);
 	while (!__atomic_load_n(wc->stop, __ATOMIC_RELAXED)) {
 		uint64_t tsc;
 
+		/* The previous burst is done with its generation (one load when nothing
+		 * was published since). */
+		tl_pipeline_quiescent(wc->pw);
 		n = rte_eth_rx_burst(d->port, wc->queue, pkts, burst);
 		tsc = rte_rdtsc();
 		/* Housekeeping on a clock, busy or idle: a steady trickle must not hold a
@@ -517,6 +521,7 @@ worker_main(void *arg)
 	/* Datagrams still missing fragments can never complete now: count them; and
 	 * whatever the sink still holds goes out. */
 	tl_pipeline_tick(wc->pw, UINT64_MAX);
+	tl_pipeline_offline(wc->pw);
 	return 0;
 }
 

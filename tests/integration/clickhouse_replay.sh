@@ -39,11 +39,20 @@ err=$(q "SELECT count() FROM tl_test.error_events")
 dead=$(q "SELECT count() FROM tl_test.dead_letter")
 uniq=$(q "SELECT uniqExact(event_id) FROM (SELECT event_id FROM tl_test.sink_output UNION ALL SELECT event_id FROM tl_test.error_events)")
 errflag=$(q "SELECT count() FROM tl_test.error_events WHERE error IS NULL OR error = ''")
+# Classification: rows carry the ids of the profile's patterns that matched, every id is
+# in the error_patterns dimension table, and the worker's count agrees with the rows.
+matched=$(q "SELECT (SELECT countIf(notEmpty(matched_patterns)) FROM tl_test.sink_output) + (SELECT countIf(notEmpty(matched_patterns)) FROM tl_test.error_events)")
+npat=$(q "SELECT count() FROM tl_test.error_patterns")
+unknown=$(q "SELECT count() FROM tl_test.error_events ARRAY JOIN matched_patterns AS id WHERE id NOT IN (SELECT id FROM tl_test.error_patterns)")
 echo "clickhouse: sink_output $sink error_events $err dead_letter $dead unique_event_ids $uniq"
-python3 - "$work/summary.json" "$sink" "$err" "$dead" "$uniq" "$errflag" "$work/run.out" <<'PY'
+echo "clickhouse: rows with matched patterns $matched, error_patterns $npat, unknown ids $unknown"
+q "SELECT id, count() AS n, any(p.category), any(p.severity) FROM tl_test.error_events ARRAY JOIN matched_patterns AS id ANY LEFT JOIN (SELECT id, category, severity FROM tl_test.error_patterns) AS p USING id GROUP BY id ORDER BY n DESC LIMIT 5"
+python3 - "$work/summary.json" "$sink" "$err" "$dead" "$uniq" "$errflag" "$work/run.out" \
+	"$matched" "$npat" "$unknown" <<'PY'
 import json, sys
 want = json.load(open(sys.argv[1]))
 sink, err, dead, uniq, errflag = map(int, sys.argv[2:7])
+matched, npat, unknown = map(int, sys.argv[8:11])
 figs = {l.split()[1]: int(l.split()[2]) for l in open(sys.argv[7]) if l.startswith("figure ")}
 problems = []
 if sink + err != want["events_valid"]:
@@ -56,6 +65,11 @@ if uniq != sink + err:
     problems.append(f"event ids: {uniq} unique of {sink + err}: duplicates landed")
 if errflag:
     problems.append(f"{errflag} rows in error_events without an error")
+if matched == 0 or matched != figs.get("events_matched"):
+    problems.append(f"{matched} rows with matched patterns, the workers matched "
+                    f"{figs.get('events_matched')}")
+if npat == 0 or unknown:
+    problems.append(f"error_patterns: {npat} patterns, {unknown} matched ids not among them")
 if figs.get("spool_records") != 0:
     problems.append(f"spool still holds {figs.get('spool_records')} records")
 for p in problems:

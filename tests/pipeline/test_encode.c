@@ -90,6 +90,9 @@ x_tail(struct exp *x, size_t start, int64_t now, uint64_t batch_id, const char *
 	x_cstr(x, APPL);
 	x_le(x, batch_id, 8);
 	x_cstr(x, extra);
+	x_u8(x, 0); /* matched_patterns: [] (not classified) */
+	x_u8(x, 0); /* categories: [] */
+	x_u8(x, 0); /* severity: none */
 }
 
 /* ---- fixtures ---- */
@@ -451,7 +454,7 @@ test_encode_event_id_canonical_same_for_respelled_event(void **state)
 	assert_int_equal(tl_encode_event(f->enc, &f->ev, NOW), 0);
 	seal_plain(f->enc, sealed, sizeof(sealed), &v);
 	assert_memory_equal(
-	        v.body + tl_batch_row_end(&v, 0) - (16 + 8 + 8 + 1 + 6 + 8 + 13), a, 16);
+	        v.body + tl_batch_row_end(&v, 0) - (16 + 8 + 8 + 1 + 6 + 8 + 13 + 3), a, 16);
 	/* A different payload (a) or time gives another id. */
 	extract(f, "{\"id\":\"q1\",\"t\":\"2024-01-02T03:04:05Z\",\"ri\":1,\"a\":{\"x\":2},"
 	           "\"m\":{\"u\":5}}");
@@ -591,7 +594,7 @@ test_encode_full_by_rows_then_enobufs(void **state)
 	assert_int_equal(tl_encode_event(e, &f->ev, NOW), 0);
 	seal_plain(e, sealed, sizeof(sealed), &v);
 	assert_int_equal(v.hdr.batch_id, bid + 1);
-	assert_int_equal(tl_batch_le64(v.body + v.raw_len - 8 - 3), bid + 1);
+	assert_int_equal(tl_batch_le64(v.body + v.raw_len - 8 - 3 - 3), bid + 1);
 	tl_encoder_free(e);
 }
 
@@ -771,6 +774,10 @@ test_encode_columns_e6data_order_and_types(void **state)
 	        {"appliance_id", "String"},
 	        {"batch_id", "UInt64"},
 	        {"extra", "String"},
+	        {"matched_patterns", "Array(String)"},
+	        {"categories", "Array(String)"},
+	        {"severity", "Enum8('none' = 0, 'info' = 1, 'warning' = 2, 'error' = 3, "
+	                     "'critical' = 4)"},
 	};
 	struct tl_schema_def def;
 	struct tl_limits lim = tl_test_e6data_limits();
@@ -821,7 +828,8 @@ append_mix(struct fx *f, struct tl_encoder *e, int n)
 
 /*
  * The @p n rows of append_mix() in @p body (a decompressed body) equal the plain batch
- * @p v0's but for batch_id, which sits right before extra ({"x<i%3>":[<i>]}).
+ * @p v0's but for batch_id, which sits right before extra ({"x<i%3>":[<i>]}) and the
+ * classification (two empty arrays and severity none).
  */
 static void
 same_rows_but_batch_id(const struct tl_batch_view *v0, const uint8_t *body, uint64_t id, uint32_t n)
@@ -831,10 +839,11 @@ same_rows_but_batch_id(const struct tl_batch_view *v0, const uint8_t *body, uint
 		const uint8_t *r0 = v0->body + st, *r1 = body + st;
 		char xs[64];
 		size_t xl = (size_t)snprintf(xs, sizeof(xs), "{\"x%u\":[%u]}", i % 3, i);
-		size_t id_at = len - xl - 1 - 8;
+		size_t id_at = len - 3 - xl - 1 - 8; /* before extra and the 3 classify bytes */
 
-		assert_memory_equal(r0 + len - xl, xs, xl);
-		assert_int_equal(r0[len - xl - 1], xl);
+		assert_memory_equal(r0 + len - 3 - xl, xs, xl);
+		assert_int_equal(r0[len - 3 - xl - 1], xl);
+		assert_memory_equal(r0 + len - 3, "\0\0\0", 3);
 		assert_int_equal(tl_batch_le64(r0 + id_at), v0->hdr.batch_id);
 		assert_int_equal(tl_batch_le64(r1 + id_at), id);
 		assert_memory_equal(r0, r1, id_at);

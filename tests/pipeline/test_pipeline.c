@@ -26,6 +26,8 @@ struct seen {
 	enum tl_reason verdict[64];
 	char raw[64][128];
 	bool is_error[64];
+	char ids[64][128]; /* matched pattern ids, comma-joined, as the sink saw them */
+	uint8_t severity[64];
 };
 
 static void
@@ -38,6 +40,16 @@ sink(void *arg, const struct tl_event *ev, enum tl_reason v)
 		s->is_error[s->n] = ev->is_error;
 		snprintf(s->raw[s->n], sizeof(s->raw[0]), "%.*s", (int)ev->raw_len,
 				(const char *)ev->raw);
+		s->ids[s->n][0] = '\0';
+		s->severity[s->n] = ev->cls_db ? ev->cls.severity : 0xff;
+		for (unsigned i = 0; ev->cls_db && i < ev->cls.n; i++) {
+			const struct tl_classify_pattern *p =
+					tl_classify_db_pattern(ev->cls_db, ev->cls.ids[i]);
+			size_t l = strlen(s->ids[s->n]);
+
+			snprintf(s->ids[s->n] + l, sizeof(s->ids[0]) - l, "%s%s", i ? "," : "",
+					p->id);
+		}
 	}
 	s->n++;
 }
@@ -177,6 +189,84 @@ test_pipeline_ndjson_lines_each_judged(void **state)
 	assert_int_equal(w.cnt.reason[TL_REASON_EV_JSON_SYNTAX], 1);
 	assert_int_equal(w.cnt.event_bytes, 2 * strlen(EV_OK) + strlen(EV_ERR));
 	tl_pipeline_worker_fini(&w);
+}
+
+static struct tl_classify_pattern_def *
+pattern(struct tl_classify_conf *c, const char *id, const char *regex, const char *field,
+		enum tl_classify_severity sev, enum tl_classify_effect eff)
+{
+	struct tl_classify_pattern_def *p = &c->patterns[c->n_patterns++];
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	snprintf(p->regex, sizeof(p->regex), "%s", regex);
+	snprintf(p->category, sizeof(p->category), "c");
+	snprintf(p->fields[0], sizeof(p->fields[0]), "%s", field);
+	p->n_fields = 1;
+	p->severity = (int)sev - 1;
+	p->effect = (int)eff;
+	return p;
+}
+
+/*
+ * With a live generation every accepted event is classified: its pattern ids and
+ * severity reach the sink, a pattern with effect error makes an event an error event
+ * (here one whose error column is empty), a tag does not, and rejected lines are not
+ * scanned.
+ */
+static void
+test_pipeline_classified_with_live_generation(void **state)
+{
+	static struct tl_pipeline_worker w;
+	static struct tl_classify_conf c;
+	static uint8_t udp[8192], frame[9000];
+	struct tl_live_gen *g = NULL;
+	struct tl_live *live = NULL;
+	struct seen s = {0};
+	uint16_t port = 5170;
+	char err[256];
+	uint32_t n;
+
+	(void)state;
+	pattern(&c, "io.footer", "Could not read footer", "error", TL_CLASSIFY_SEV_ERROR,
+			TL_CLASSIFY_EFFECT_ERROR);
+	pattern(&c, "id.slow", "^slow-", "query_id", TL_CLASSIFY_SEV_WARNING, TL_CLASSIFY_EFFECT_TAG);
+	pattern(&c, "id.kill", "^killed-", "query_id", TL_CLASSIFY_SEV_CRITICAL,
+			TL_CLASSIFY_EFFECT_ERROR);
+	assert_int_equal(tl_live_gen_build(&c, schema, 1, &g, err, sizeof(err)), 0);
+	assert_int_equal(tl_live_create(1, g, &live), 0);
+	assert_int_equal(tl_pipeline_worker_init(&w, &conf, schema, &port, 1, sink, &s), 0);
+	tl_pipeline_set_live(&w, live, 0);
+	tl_pipeline_online(&w);
+	n = udp_datagram(udp, 5170,
+			EV_OK "\n" EV_ERR "\n"
+			"{\"query_id\":\"slow-1\",\"timestamp\":\"2026-11-21T05:00:02Z\"}\n"
+			"{\"query_id\":\"killed-1\",\"timestamp\":\"2026-11-21T05:00:03Z\"}\n"
+			EV_NOID "\n");
+	n = ipv4_frame(frame, udp, n, 1, 0, false);
+	tl_pipeline_rx(&w, frame, n, 0, 1);
+	tl_pipeline_quiescent(&w);
+	assert_int_equal(s.n, 5);
+	assert_string_equal(s.ids[0], "");
+	assert_int_equal(s.severity[0], TL_CLASSIFY_SEV_NONE);
+	assert_false(s.is_error[0]);
+	assert_string_equal(s.ids[1], "io.footer");
+	assert_int_equal(s.severity[1], TL_CLASSIFY_SEV_ERROR);
+	assert_true(s.is_error[1]);
+	assert_string_equal(s.ids[2], "id.slow"); /* a tag: not an error event */
+	assert_int_equal(s.severity[2], TL_CLASSIFY_SEV_WARNING);
+	assert_false(s.is_error[2]);
+	assert_string_equal(s.ids[3], "id.kill"); /* no error column, but an error pattern */
+	assert_true(s.is_error[3]);
+	assert_int_equal(s.verdict[4], TL_REASON_EV_MISSING_FIELD);
+	assert_int_equal(s.severity[4], 0xff); /* rejected: never classified */
+	assert_int_equal(w.cnt.events_valid, 4);
+	assert_int_equal(w.cnt.events_error, 2);
+	assert_int_equal(w.cnt.events_matched, 3);
+	assert_int_equal(w.cnt.classify_failed, 0);
+	tl_pipeline_offline(&w);
+	tl_pipeline_worker_fini(&w);
+	tl_live_destroy(live);
 }
 
 static void
@@ -356,6 +446,7 @@ main(void)
 		cmocka_unit_test(test_pipeline_init_bad_args_einval),
 		cmocka_unit_test(test_pipeline_ndjson_lines_each_judged),
 		cmocka_unit_test(test_pipeline_other_port_ignored_not_parsed),
+		cmocka_unit_test(test_pipeline_classified_with_live_generation),
 		cmocka_unit_test(test_pipeline_bad_udp_checksum_counted_no_events),
 		cmocka_unit_test(test_pipeline_fragments_reassembled_then_parsed),
 		cmocka_unit_test(test_pipeline_tick_expires_then_reaches_sink),

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "tl_batch.h"
+#include "tl_classify.h"
 #include "tl_corpus.h"
 #include "tl_ddl.h"
 #include "tl_encode.h"
@@ -54,7 +55,11 @@ static const char e6_sink[] = "CREATE TABLE IF NOT EXISTS `telemetry`.`sink_outp
                               "\t`late` UInt8,\n"
                               "\t`appliance_id` String,\n"
                               "\t`batch_id` UInt64,\n"
-                              "\t`extra` String\n"
+                              "\t`extra` String,\n"
+                              "\t`matched_patterns` Array(String),\n"
+                              "\t`categories` Array(String),\n"
+                              "\t`severity` Enum8('none' = 0, 'info' = 1, 'warning' = 2, "
+                              "'error' = 3, 'critical' = 4)\n"
                               ") ENGINE = MergeTree() PARTITION BY toYYYYMMDD(`event_time`) "
                               "ORDER BY (`event_time`, `query_id`)";
 
@@ -62,7 +67,8 @@ static const char e6_cols[] =
         "`query_id`, `event_type`, `event_time`, `event_time_ns`, `query_text`, `user_id`, "
         "`database_name`, `duration_ms`, `rows_affected`, `error`, `payload`, "
         "`ingestion_time`, `ingestion_time_ns`, `event_id`, `producer_id`, `sequence`, "
-        "`late`, `appliance_id`, `batch_id`, `extra`";
+        "`late`, `appliance_id`, `batch_id`, `extra`, `matched_patterns`, `categories`, "
+        "`severity`";
 
 static const char dl_table[] = "CREATE TABLE IF NOT EXISTS `db_1`.`dead_letter` (\n"
                                "\t`ingestion_time` DateTime,\n"
@@ -95,7 +101,11 @@ static const char e6_reply[] = "query_id\tString\n"
                                "late\tUInt8\n"
                                "appliance_id\tString\n"
                                "batch_id\tUInt64\n"
-                               "extra\tString\n";
+                               "extra\tString\n"
+                               "matched_patterns\tArray(String)\n"
+                               "categories\tArray(String)\n"
+                               "severity\tEnum8(\'none\' = 0, \'info\' = 1, \'warning\' = 2, "
+                               "\'error\' = 3, \'critical\' = 4)\n";
 
 static struct tl_schema *
 compile(const struct tl_schema_def *def)
@@ -354,7 +364,9 @@ test_ddl_alter_missing_columns_exact(void **state)
 		const char *e = strchr(p, '\n');
 
 		if (strncmp(p, "user_id\t", 8) && strncmp(p, "rows_affected\t", 14) &&
-		        strncmp(p, "payload\t", 8) && strncmp(p, "extra\t", 6))
+		        strncmp(p, "payload\t", 8) && strncmp(p, "extra\t", 6) &&
+		        strncmp(p, "matched_patterns\t", 17) && strncmp(p, "categories\t", 11) &&
+		        strncmp(p, "severity\t", 9))
 			n += (size_t)snprintf(
 			        reply + n, sizeof(reply) - n, "%.*s", (int)(e - p + 1), p);
 		p = e + 1;
@@ -366,7 +378,10 @@ test_ddl_alter_missing_columns_exact(void **state)
 	assert_string_equal(buf,
 	        "ALTER TABLE `telemetry`.`sink_output` ADD COLUMN `user_id` "
 	        "Nullable(String), ADD COLUMN `rows_affected` Nullable(UInt64), "
-	        "ADD COLUMN `payload` Nullable(String), ADD COLUMN `extra` String");
+	        "ADD COLUMN `payload` Nullable(String), ADD COLUMN `extra` String, "
+	        "ADD COLUMN `matched_patterns` Array(String), ADD COLUMN `categories` "
+	        "Array(String), ADD COLUMN `severity` Enum8('none' = 0, 'info' = 1, "
+	        "'warning' = 2, 'error' = 3, 'critical' = 4)");
 	assert_string_equal(msg, "");
 	tl_schema_free(s);
 }
@@ -930,6 +945,151 @@ test_ddl_clickhouse_roundtrip_every_column_matches(void **state)
 	tl_schema_free(s);
 }
 
+static struct tl_classify_pattern_def *
+pattern(struct tl_classify_conf *c, const char *id, const char *regex, const char *category,
+        int sev, int eff, const char *cause)
+{
+	struct tl_classify_pattern_def *p = &c->patterns[c->n_patterns++];
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	snprintf(p->regex, sizeof(p->regex), "%s", regex);
+	snprintf(p->category, sizeof(p->category), "%s", category);
+	snprintf(p->cause, sizeof(p->cause), "%s", cause);
+	snprintf(p->action, sizeof(p->action), "act on %s", id);
+	p->severity = sev - 1;
+	p->effect = eff;
+	return p;
+}
+
+static void
+run_all(char **stmts, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		sql_free(stmts[i]);
+}
+
+static void
+assert_reply(const char *q, const char *want)
+{
+	char *r = sql(q);
+
+	assert_string_equal(r, want);
+	free(r);
+}
+
+/*
+ * error_patterns is rewritten from the patterns in use (texts with quotes, backslashes
+ * and newlines survive), a pattern dropped from the profile leaves it, and an event row
+ * carries its matched pattern ids, their categories and the highest severity.
+ */
+static void
+test_ddl_clickhouse_error_patterns_and_classified_rows(void **state)
+{
+	static struct tl_classify_conf c;
+	static struct tl_event ev;
+	const char *cause = "it's a \\ path\nand a 'quote'";
+	struct tl_schema *s = e6data();
+	struct tl_classify_db *db = NULL;
+	struct tl_encode_conf ec = {.appliance_id = APPL, .batch_rows = 8, .batch_bytes = 1 << 20};
+	struct tl_encoder *enc = NULL;
+	struct tl_batch_view v;
+	char **stmts = NULL, err[512], q[8192], want[256];
+	unsigned n = 0;
+	uint8_t *sealed = malloc(1 << 20);
+	const char *line = "{\"query_id\":\"q1\",\"event_type\":\"failed\","
+	                   "\"timestamp\":\"2025-03-01T10:00:00Z\",\"metadata\":{\"error\":"
+	                   "\"java.lang.OutOfMemoryError: Java heap space; Connection refused\"}}";
+	struct tl_test_http resp;
+	size_t len;
+
+	(void)state;
+	if (!ch_up)
+		skip();
+	assert_non_null(sealed);
+	snprintf(c.fields[0], TL_SCHEMA_NAME_MAX, "error");
+	c.n_fields = 1;
+	pattern(&c, "jvm.oom", "OutOfMemoryError", "memory", TL_CLASSIFY_SEV_CRITICAL,
+	        TL_CLASSIFY_EFFECT_ERROR, cause);
+	pattern(&c, "net.refused", "Connection refused", "network", TL_CLASSIFY_SEV_ERROR,
+	        TL_CLASSIFY_EFFECT_ERROR, "peer down");
+	pattern(&c, "jvm.heap", "heap space", "memory", TL_CLASSIFY_SEV_WARNING,
+	        TL_CLASSIFY_EFFECT_TAG, "heap");
+	assert_int_equal(tl_classify_build(&c, s, &db, err, sizeof(err)), 0);
+	sql_free("DROP DATABASE IF EXISTS `tl_pat`");
+	sql_free("CREATE DATABASE `tl_pat`");
+	assert_int_equal(tl_ddl_patterns("tl_pat", db, "spark", 1700000000, &stmts, &n), 0);
+	assert_int_equal(n, 6);
+	run_all(stmts, n);
+	tl_ddl_stmts_free(stmts, n);
+	assert_reply("SELECT count() FROM `tl_pat`.`error_patterns`", "3\n");
+	snprintf(q, sizeof(q), "SELECT cause = unhex('");
+	for (const char *p = cause; *p; p++)
+		snprintf(q + strlen(q), sizeof(q) - strlen(q), "%02X", (unsigned char)*p);
+	snprintf(q + strlen(q), sizeof(q) - strlen(q),
+	        "') FROM `tl_pat`.`error_patterns` WHERE id = 'jvm.oom'");
+	assert_reply(q, "1\n");
+	snprintf(want, sizeof(want), "memory\tcritical\terror\tspark\t%s\t1700000000\n",
+	        tl_classify_db_hash(db));
+	assert_reply("SELECT category, severity, effect, profile, db_hash, toUInt32(loaded_at) "
+	             "FROM `tl_pat`.`error_patterns` WHERE id = 'jvm.oom'",
+	        want);
+	assert_reply("SELECT effect FROM `tl_pat`.`error_patterns` WHERE id = 'jvm.heap'", "tag\n");
+
+	/* A classified event: ids and categories of its matches, the highest severity. */
+	for (int t = TL_BATCH_SINK_OUTPUT; t <= TL_BATCH_ERROR_EVENTS; t++) {
+		assert_true(tl_ddl_create_table(s, (enum tl_batch_table)t, "tl_pat", q, sizeof(q)) > 0);
+		sql_free(q);
+	}
+	assert_int_equal(tl_encoder_create(s, TL_BATCH_ERROR_EVENTS, &ec, &enc), 0);
+	assert_int_equal(tl_json_extract(s, (const uint8_t *)line, (uint32_t)strlen(line), &ev),
+	        TL_REASON_OK);
+	ev.cls_db = db;
+	ev.cls.n = 3;
+	ev.cls.ids[0] = 0;
+	ev.cls.ids[1] = 1;
+	ev.cls.ids[2] = 2;
+	ev.cls.severity = TL_CLASSIFY_SEV_CRITICAL;
+	assert_int_equal(tl_encode_event(enc, &ev, NOW0), 0);
+	assert_int_equal(tl_encode_seal(enc, sealed, 1 << 20, &len), 0);
+	assert_int_equal(tl_batch_parse(sealed, len, &v), 0);
+	assert_true(tl_ddl_insert(s, TL_BATCH_ERROR_EVENTS, "tl_pat", q, sizeof(q)) > 0);
+	if (ch_post(q, v.body, v.hdr.body_len, false, &resp) != 200)
+		fail_msg("insert: %s", resp.p);
+	free(resp.p);
+	assert_reply("SELECT matched_patterns, categories, severity FROM `tl_pat`.`error_events`",
+	        "['jvm.oom','net.refused','jvm.heap']\t['memory','network']\tcritical\n");
+	/* The join a support engineer runs: causes of the error events' patterns. */
+	assert_reply("SELECT id, category FROM `tl_pat`.`error_events` ARRAY JOIN "
+	             "matched_patterns AS id ANY LEFT JOIN `tl_pat`.`error_patterns` USING id "
+	             "ORDER BY id FORMAT TabSeparated",
+	        "jvm.heap\tmemory\njvm.oom\tmemory\nnet.refused\tnetwork\n");
+	tl_encoder_free(enc);
+	tl_classify_db_free(db);
+
+	/* A reload without net.refused: the table follows. */
+	memset(&c, 0, sizeof(c));
+	snprintf(c.fields[0], TL_SCHEMA_NAME_MAX, "error");
+	c.n_fields = 1;
+	pattern(&c, "jvm.oom", "OutOfMemoryError", "memory", TL_CLASSIFY_SEV_CRITICAL,
+	        TL_CLASSIFY_EFFECT_ERROR, "new cause");
+	assert_int_equal(tl_classify_build(&c, s, &db, err, sizeof(err)), 0);
+	assert_int_equal(tl_ddl_patterns("tl_pat", db, "spark", 1700000100, &stmts, &n), 0);
+	run_all(stmts, n);
+	run_all(stmts, n); /* and again: a repeated run changes nothing */
+	tl_ddl_stmts_free(stmts, n);
+	assert_reply("SELECT id, cause FROM `tl_pat`.`error_patterns`", "jvm.oom\tnew cause\n");
+	assert_reply("SELECT count() FROM system.tables WHERE database = 'tl_pat' AND "
+	             "name LIKE 'error_patterns_%'",
+	        "0\n");
+	assert_int_equal(tl_ddl_patterns("bad name", db, "x", 0, &stmts, &n), -EINVAL);
+	assert_int_equal(tl_ddl_patterns("tl_pat", NULL, "x", 0, &stmts, &n), -EINVAL);
+	tl_classify_db_free(db);
+	sql_free("DROP DATABASE `tl_pat`");
+	tl_schema_free(s);
+	free(sealed);
+}
+
 static void
 test_ddl_clickhouse_alter_adds_columns_insert_works(void **state)
 {
@@ -1066,6 +1226,7 @@ main(void)
 	const struct CMUnitTest server[] = {
 	        cmocka_unit_test(test_ddl_clickhouse_roundtrip_every_column_matches),
 	        cmocka_unit_test(test_ddl_clickhouse_alter_adds_columns_insert_works),
+	        cmocka_unit_test(test_ddl_clickhouse_error_patterns_and_classified_rows),
 	        cmocka_unit_test(test_ddl_clickhouse_conflicts_and_compatible_types),
 	};
 	int rc = cmocka_run_group_tests_name("ddl", pure, NULL, NULL);
