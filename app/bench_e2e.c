@@ -375,14 +375,6 @@ rm_spool_dir(const char *dir)
 	rmdir(dir);
 }
 
-static bool
-sink_blocked(const struct tl_sink *s)
-{
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
-		if (s->blocked[t])
-			return true;
-	return false;
-}
 
 /* End to end: worker -> spool -> uplink -> ClickHouse. */
 static int
@@ -451,7 +443,7 @@ run_e2e(struct tl_ch *ch, const struct tl_app_config *cfg, const struct tl_schem
 
 		/* Raw mode drops what the spool cannot take yet (counted); a benchmark waits
 		 * instead, so that every round delivers every event. */
-		while (sink_blocked(&sink)) {
+		while (tl_sink_blocked(&sink)) {
 			waits++;
 			usleep(100);
 			tl_pipeline_tick(&w, mono_ns());
@@ -462,7 +454,7 @@ run_e2e(struct tl_ch *ch, const struct tl_app_config *cfg, const struct tl_schem
 	}
 	t_fed = mono_ns();
 	tl_pipeline_tick(&w, UINT64_MAX);
-	while (sink_blocked(&sink)) {
+	while (tl_sink_blocked(&sink)) {
 		waits++;
 		usleep(100);
 		tl_pipeline_tick(&w, UINT64_MAX);

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pcap/pcap.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +51,94 @@ on_hup(int sig)
 		tl_reload_request(ctl);
 }
 
+#define MAX_UPLINKS 64
+
+/*
+ * The uplinks: [0] takes the default route's batches, one more per routed destination
+ * (started at start, and by a reload that adds one; never stopped before exit, since
+ * the spool may still hold the batches of a route a reload removed).
+ */
+struct uplinks {
+	pthread_mutex_t lock;
+	unsigned n;
+	struct tl_uplink *u[MAX_UPLINKS];
+	uint32_t route[MAX_UPLINKS];
+	/* how to start one */
+	const struct tl_uplink_conf *conf;
+	const struct tl_schema *schema;
+	struct tl_spool *spool;
+	const char *appliance;
+};
+
+/* Start the uplinks of the routes of @p set that have none yet. */
+static int
+uplinks_ensure(struct uplinks *ups, const struct tl_route_set *set)
+{
+	int rc = 0;
+
+	if (set == NULL || ups->n == 0)
+		return 0;
+	pthread_mutex_lock(&ups->lock);
+	for (uint32_t i = 1; i < tl_route_count(set->table) && rc == 0; i++) {
+		struct tl_uplink_route r = {
+			.id = set->id[i],
+			.database = tl_route_database(set->table, i),
+			.table = tl_route_main_table(set->table, i),
+		};
+		unsigned k = 0;
+
+		while (k < ups->n && ups->route[k] != r.id)
+			k++;
+		if (k < ups->n)
+			continue;
+		if (ups->n == MAX_UPLINKS) {
+			TL_ERR("uplink: more than %d destinations", MAX_UPLINKS);
+			rc = -ENOSPC;
+			break;
+		}
+		rc = tl_uplink_start_route(ups->conf, ups->schema, ups->spool, &r, &ups->u[ups->n]);
+		if (rc < 0) {
+			TL_ERR("uplink for %s.%s: %s", r.database, r.table, tl_strerror(rc));
+			break;
+		}
+		tl_uplink_set_appliance_id(ups->u[ups->n], ups->appliance);
+		ups->route[ups->n++] = r.id;
+		TL_INFO("uplink: route %08x to %s.%s", r.id, r.database, r.table);
+	}
+	pthread_mutex_unlock(&ups->lock);
+	return rc;
+}
+
+/* The counters of every uplink, added (connected: how many are). */
+static unsigned
+uplinks_stats(struct uplinks *ups, struct tl_uplink_stats *sum)
+{
+	unsigned n;
+
+	_Static_assert(sizeof(*sum) % sizeof(uint64_t) == 0, "uplink stats are u64");
+	memset(sum, 0, sizeof(*sum));
+	pthread_mutex_lock(&ups->lock);
+	n = ups->n;
+	for (unsigned i = 0; i < n; i++) {
+		struct tl_uplink_stats st;
+		uint64_t *d = (uint64_t *)sum;
+		const uint64_t *v = (const uint64_t *)&st;
+
+		tl_uplink_stats(ups->u[i], &st);
+		for (size_t k = 0; k < sizeof(st) / sizeof(uint64_t); k++)
+			d[k] += v[k];
+	}
+	pthread_mutex_unlock(&ups->lock);
+	return n;
+}
+
 /* What a published generation changes outside the workers. */
 struct live_out {
-	struct tl_uplink *uplink;
-	const char *database;
+	struct uplinks *ups;
+	const char *database; /* the default route's */
 	const char *profile;
+	unsigned n_workers;
+	const struct tl_schema *schema;
 };
 
 /* The error_patterns dimension table follows the patterns in use. */
@@ -65,11 +149,11 @@ publish_patterns(struct live_out *lo, const struct tl_live_gen *g)
 	unsigned n = 0;
 	int rc;
 
-	if (lo->uplink == NULL)
+	if (lo->ups->n == 0)
 		return;
 	rc = tl_ddl_patterns(lo->database, g->db, lo->profile, (uint32_t)time(NULL), &sql, &n);
 	if (rc == 0)
-		rc = tl_uplink_set_statements(lo->uplink, (const char *const *)sql, n);
+		rc = tl_uplink_set_statements(lo->ups->u[0], (const char *const *)sql, n);
 	if (rc < 0)
 		TL_ERR("error_patterns: %s", tl_strerror(rc));
 	tl_ddl_stmts_free(sql, n);
@@ -78,9 +162,42 @@ publish_patterns(struct live_out *lo, const struct tl_live_gen *g)
 static void
 on_publish(void *arg, const struct tl_live_gen *g)
 {
-	TL_INFO("profile reloaded: generation %" PRIu64 ", %u patterns (%s)", g->gen,
-			tl_classify_db_count(g->db), g->db_hash);
-	publish_patterns(arg, g);
+	struct live_out *lo = arg;
+
+	TL_INFO("profile reloaded: generation %" PRIu64 ", %u patterns (%s), %u routes", g->gen,
+			tl_classify_db_count(g->db), g->db_hash,
+			g->routes ? tl_route_count(g->routes->table) : 1);
+	publish_patterns(lo, g);
+	uplinks_ensure(lo->ups, g->routes);
+}
+
+/* The routing of @p cfg for generation @p g (NULL routes when the profile has none). */
+static int
+build_routes(const struct live_out *lo, const struct tl_app_config *cfg,
+		const struct tl_schema *schema, struct tl_live_gen *g, char *err, size_t errlen)
+{
+	static struct tl_route_conf rc_conf; /* 2.7 MB: not on a stack; one builder at a time */
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	int rc;
+
+	if (cfg->routing.n_rules == 0)
+		return 0;
+	pthread_mutex_lock(&mu);
+	rc_conf = cfg->routing;
+	snprintf(rc_conf.default_database, sizeof(rc_conf.default_database), "%s", lo->database);
+	rc = tl_route_set_build(&rc_conf, schema, g->db, lo->n_workers, &g->routes, err, errlen);
+	pthread_mutex_unlock(&mu);
+	return rc;
+}
+
+/* tl_reload_conf.prepare: a reloaded profile's routing goes with its patterns. */
+static int
+prepare(void *arg, const struct tl_app_config *cfg, struct tl_live_gen *gen, char *err,
+		size_t errlen)
+{
+	struct live_out *lo = arg;
+
+	return build_routes(lo, cfg, lo->schema, gen, err, errlen);
 }
 
 static void
@@ -174,7 +291,7 @@ struct scrape {
 	struct tl_dpdk *dpdk;
 	const struct worker_out *outs;
 	struct tl_spool *spool;
-	struct tl_uplink *uplink;
+	struct uplinks *ups;
 	struct tl_live *live;
 	struct tl_reload *reload;
 };
@@ -281,9 +398,11 @@ collect(void *arg, struct tl_metrics_buf *b)
 	histogram(b, "tapline_spool_commit_seconds", "Group commit latency (begin to durable).",
 			ss.commit_ns, TL_SPOOL_HIST);
 
-	if (s->uplink == NULL)
+	if (s->ups->n == 0)
 		return;
-	tl_uplink_stats(s->uplink, &us);
+	tl_metrics_family(b, "tapline_uplinks", "gauge",
+			"Uplinks: one for the default route and one per routed destination.");
+	tl_metrics_printf(b, "tapline_uplinks %u\n", uplinks_stats(s->ups, &us));
 	tl_metrics_family(b, "tapline_uplink_rows_total", "counter",
 			"Rows ClickHouse confirmed, by table.");
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
@@ -300,7 +419,7 @@ collect(void *arg, struct tl_metrics_buf *b)
 	tl_metrics_family(b, "tapline_uplink_in_flight", "gauge", "Inserts in flight.");
 	tl_metrics_printf(b, "tapline_uplink_in_flight %" PRIu64 "\n", us.in_flight);
 	tl_metrics_family(b, "tapline_uplink_connected", "gauge",
-			"1 once the DDL is applied and inserts flow.");
+			"Uplinks whose DDL is applied and whose inserts flow.");
 	tl_metrics_printf(b, "tapline_uplink_connected %" PRIu64 "\n", us.connected);
 	tl_metrics_family(b, "tapline_uplink_quarantined_rows_total", "counter",
 			"Rows ClickHouse refused, quarantined.");
@@ -482,7 +601,7 @@ tl_cmd_run(int argc, char **argv)
 	struct tl_pipeline_worker *workers = NULL;
 	struct worker_out *outs = NULL;
 	struct tl_spool *spool = NULL;
-	struct tl_uplink *uplink = NULL;
+	static struct uplinks ups = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	struct tl_metrics *metrics = NULL;
 	static struct scrape scrape;
 	struct tl_counters total;
@@ -542,11 +661,6 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 		snprintf(gen->path, sizeof(gen->path), "%s", o.config);
-		if ((rc = tl_live_create(n_workers, gen, &live)) < 0) {
-			TL_ERR("classification: %s", tl_strerror(rc));
-			goto out;
-		}
-		gen = NULL; /* the live's now */
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -605,21 +719,47 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 		tl_pipeline_set_tick(&workers[n_init], out_tick);
-		tl_pipeline_set_live(&workers[n_init], live, n_init);
 	}
 	if (!o.no_uplink) {
 		if (o.clickhouse)
 			snprintf(cfg.uplink.url, sizeof(cfg.uplink.url), "%s", o.clickhouse);
-		rc = tl_uplink_start(&cfg.uplink, schema, spool, &uplink);
+		rc = tl_uplink_start(&cfg.uplink, schema, spool, &ups.u[0]);
 		if (rc < 0) {
 			TL_ERR("uplink: %s", tl_strerror(rc));
 			goto out;
 		}
-		tl_uplink_set_appliance_id(uplink, cfg.appliance_id);
+		tl_uplink_set_appliance_id(ups.u[0], cfg.appliance_id);
+		ups.n = 1;
 	}
-	lo.uplink = uplink;
-	lo.database = tl_uplink_database(uplink);
+	ups.conf = &cfg.uplink;
+	ups.schema = schema;
+	ups.spool = spool;
+	ups.appliance = cfg.appliance_id;
+	lo.ups = &ups;
+	lo.database = ups.n ? tl_uplink_database(ups.u[0]) : cfg.uplink.database;
 	lo.profile = cfg.name;
+	lo.n_workers = n_workers;
+	lo.schema = schema;
+	{
+		char err[2048];
+
+		/* Routes name databases: the default one is known once the uplink is. */
+		rc = build_routes(&lo, &cfg, schema, gen, err, sizeof(err));
+		if (rc < 0) {
+			TL_ERR("%s", err);
+			exit_code = TL_EXIT_USAGE;
+			goto out;
+		}
+		if ((rc = tl_live_create(n_workers, gen, &live)) < 0) {
+			TL_ERR("classification: %s", tl_strerror(rc));
+			goto out;
+		}
+		gen = NULL; /* the live's now */
+	}
+	for (unsigned i = 0; i < n_workers; i++)
+		tl_pipeline_set_live(&workers[i], live, i);
+	if (uplinks_ensure(&ups, tl_live_current(live)->routes) < 0)
+		goto out;
 	publish_patterns(&lo, tl_live_current(live));
 	{
 		struct tl_reload_conf rc_conf = {
@@ -627,6 +767,7 @@ tl_cmd_run(int argc, char **argv)
 			.loaded = loaded,
 			.schema = schema,
 			.live = live,
+			.prepare = prepare,
 			.on_publish = on_publish,
 			.arg = &lo,
 		};
@@ -648,7 +789,7 @@ tl_cmd_run(int argc, char **argv)
 		scrape.dpdk = dpdk;
 		scrape.outs = outs;
 		scrape.spool = spool;
-		scrape.uplink = uplink;
+		scrape.ups = &ups;
 		scrape.live = live;
 		scrape.reload = reload_ctl;
 		for (unsigned i = 0; i < n_workers; i++)
@@ -673,8 +814,21 @@ tl_cmd_run(int argc, char **argv)
 	rc = tl_spool_flush(spool, 60ull * 1000000000ull);
 	if (rc < 0)
 		TL_ERR("spool: final commit: %s", tl_strerror(rc));
-	if (uplink && o.once && tl_uplink_drain(uplink, o.deliver_timeout) < 0)
-		TL_ERR("uplink: not everything was delivered within --deliver-timeout");
+	if (o.once) {
+		struct tl_uplink *u[MAX_UPLINKS];
+		unsigned n;
+
+		/* A reload may be adding one meanwhile. */
+		pthread_mutex_lock(&ups.lock);
+		n = ups.n;
+		memcpy(u, ups.u, sizeof(u[0]) * n);
+		pthread_mutex_unlock(&ups.lock);
+		for (unsigned i = 0; i < n; i++)
+			if (tl_uplink_drain(u[i], o.deliver_timeout) < 0) {
+				TL_ERR("uplink: not everything was delivered within --deliver-timeout");
+				break;
+			}
+	}
 	memset(&total, 0, sizeof(total));
 	for (unsigned i = 0; i < n_workers; i++)
 		tl_counters_add(&total, &workers[i].cnt);
@@ -699,7 +853,7 @@ tl_cmd_run(int argc, char **argv)
 		printf("figure spool_dropped_rows %" PRIu64 "\n", dropped);
 		tl_spool_stats(spool, &ss);
 		printf("figure spool_records %" PRIu64 "\n", ss.records);
-		tl_uplink_stats(uplink, &us);
+		uplinks_stats(&ups, &us);
 		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
 			printf("figure delivered_rows_%s %" PRIu64 "\n",
 					tl_batch_table_name((unsigned)t), us.rows_delivered[t]);
@@ -712,7 +866,9 @@ out:
 	signal(SIGHUP, SIG_IGN);
 	/* No publish after this; the workers have stopped (or never ran). */
 	tl_reload_destroy(__atomic_exchange_n(&reload_ctl, NULL, __ATOMIC_RELAXED));
-	tl_uplink_stop(uplink);
+	for (unsigned i = 0; i < ups.n; i++)
+		tl_uplink_stop(ups.u[i]);
+	ups.n = 0;
 	tl_spool_close(spool);
 	if (outs) {
 		for (unsigned i = 0; i < n_workers; i++) {

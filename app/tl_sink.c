@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,44 +43,72 @@ wall_now(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The encoders of a destination; -errno if one cannot be made. */
+static int
+lane_init(struct tl_sink *s, struct tl_sink_lane *l, uint32_t route)
+{
+	struct tl_encode_conf ec = s->ec;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	l->route = route;
+	ec.route = route;
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		rc = tl_encoder_create(s->schema, (enum tl_batch_table)t, &ec, &l->enc[t]);
+		if (rc < 0)
+			return rc;
+		if (tl_encode_seal_max(l->enc[t]) > s->buffer_size) {
+			TL_ERR("spool.buffer_size %llu is smaller than the largest %s batch (%zu "
+			       "bytes): raise spool.buffer_size or lower batch.bytes / batch.rows",
+					(unsigned long long)s->buffer_size,
+					tl_batch_table_name((enum tl_batch_table)t),
+					tl_encode_seal_max(l->enc[t]));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void
+lane_fini(struct tl_sink_lane *l)
+{
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		tl_encoder_free(l->enc[t]);
+		l->enc[t] = NULL;
+	}
+}
+
 int
 tl_sink_init(struct tl_sink *s, const struct tl_schema *schema, const struct tl_batch_conf *conf,
 		const char *appliance, struct tl_spool *spool, unsigned producer,
 		uint64_t spool_buffer_size)
 {
-	struct tl_encode_conf ec = {
-		.appliance_id = appliance,
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->appliance, sizeof(s->appliance), "%s", appliance ? appliance : "");
+	s->ec = (struct tl_encode_conf){
+		.appliance_id = s->appliance,
 		.producer = (uint16_t)producer,
 		.batch_rows = (uint32_t)conf->rows,
 		.batch_bytes = (uint32_t)conf->bytes,
 		.codec = conf->compression,
 		.gzip_level = (int)conf->gzip_level,
 	};
-	int rc;
-
-	memset(s, 0, sizeof(*s));
+	s->schema = schema;
+	s->buffer_size = spool_buffer_size;
 	s->spool = spool;
 	s->producer = producer;
 	s->delay_ns = conf->delay_ns;
 	s->wall_ns = wall_now();
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
-		rc = tl_encoder_create(schema, (enum tl_batch_table)t, &ec, &s->enc[t]);
-		if (rc < 0)
-			goto fail;
-		if (tl_encode_seal_max(s->enc[t]) > spool_buffer_size) {
-			TL_ERR("spool.buffer_size %llu is smaller than the largest %s batch (%zu "
-			       "bytes): raise spool.buffer_size or lower batch.bytes / batch.rows",
-					(unsigned long long)spool_buffer_size,
-					tl_batch_table_name((enum tl_batch_table)t),
-					tl_encode_seal_max(s->enc[t]));
-			rc = -EINVAL;
-			goto fail;
-		}
+	rc = lane_init(s, &s->lane[0], 0);
+	if (rc < 0) {
+		tl_sink_fini(s);
+		return rc;
 	}
+	s->n_lanes = 1;
+	s->cnt.routes = 1;
 	return 0;
-fail:
-	tl_sink_fini(s);
-	return rc;
 }
 
 void
@@ -87,16 +116,25 @@ tl_sink_fini(struct tl_sink *s)
 {
 	if (s == NULL)
 		return;
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
-		tl_encoder_free(s->enc[t]);
-		s->enc[t] = NULL;
-	}
+	for (unsigned i = 0; i < TL_SINK_MAX_ROUTES; i++)
+		lane_fini(&s->lane[i]);
+	s->n_lanes = 0;
+}
+
+bool
+tl_sink_blocked(const struct tl_sink *s)
+{
+	for (unsigned i = 0; i < s->n_lanes; i++)
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+			if (s->lane[i].blocked[t])
+				return true;
+	return false;
 }
 
 /* Hand the pending batch of table @p t to the spool. Returns 0, or -EAGAIN if the spool
  * cannot take it now (the batch stays pending). */
 static int
-seal(struct tl_sink *s, enum tl_batch_table t)
+seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 {
 	struct tl_spool_buf *buf = tl_spool_buf_get(s->spool, s->producer);
 	struct tl_batch_hdr h;
@@ -105,10 +143,10 @@ seal(struct tl_sink *s, enum tl_batch_table t)
 
 	if (unlikely(buf == NULL)) {
 		s->cnt.spool_refused++;
-		s->blocked[t] = 1;
+		l->blocked[t] = 1;
 		return -EAGAIN;
 	}
-	rc = tl_encode_seal(s->enc[t], buf->data, buf->cap, &len);
+	rc = tl_encode_seal(l->enc[t], buf->data, buf->cap, &len);
 	if (unlikely(rc < 0)) {
 		tl_spool_buf_release(s->spool, s->producer, buf);
 		if (rc == -ENODATA)
@@ -126,12 +164,43 @@ seal(struct tl_sink *s, enum tl_batch_table t)
 		s->cnt.spool_refused++;
 		s->cnt.dropped_rows[t] += h.rows;
 		tl_spool_buf_release(s->spool, s->producer, buf);
-		s->blocked[t] = 0;
+		l->blocked[t] = 0;
 		return 0;
 	}
 	s->cnt.batches[t]++;
-	s->blocked[t] = 0;
+	l->blocked[t] = 0;
 	return 0;
+}
+
+/* The lane of destination @p route: the previous event's (the common case), a known
+ * one, or a new one; NULL if none can be had. */
+static struct tl_sink_lane *
+lane_of(struct tl_sink *s, uint32_t route)
+{
+	struct tl_sink_lane *l = &s->lane[s->last];
+
+	if (likely(l->route == route))
+		return l;
+	for (unsigned i = 0; i < s->n_lanes; i++)
+		if (s->lane[i].route == route) {
+			s->last = i;
+			return &s->lane[i];
+		}
+	if (s->n_lanes == TL_SINK_MAX_ROUTES) {
+		TL_LOG_RATELIMITED(TL_LOG_ERR, 10, "sink %u: more than %d destinations: rows "
+				"for route %08x dropped", s->producer, TL_SINK_MAX_ROUTES, route);
+		return NULL;
+	}
+	l = &s->lane[s->n_lanes];
+	if (lane_init(s, l, route) < 0) {
+		lane_fini(l);
+		TL_LOG_RATELIMITED(TL_LOG_ERR, 10, "sink %u: no encoders for route %08x: rows "
+				"dropped", s->producer, route);
+		return NULL;
+	}
+	s->last = s->n_lanes++;
+	s->cnt.routes = s->n_lanes;
+	return l;
 }
 
 void
@@ -139,25 +208,32 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 {
 	struct tl_sink *s = arg;
 	enum tl_batch_table t = tl_encode_table_for(ev, verdict);
+	/* A rejected event's fields may never have been read: the default route's
+	 * dead_letter takes it. */
+	struct tl_sink_lane *l = lane_of(s, verdict == TL_REASON_OK ? ev->route : 0);
 	int rc;
 
-	if (unlikely(s->blocked[t]) && seal(s, t) < 0) {
+	if (unlikely(l == NULL)) {
+		s->cnt.unroutable++;
+		return;
+	}
+	if (unlikely(l->blocked[t]) && seal(s, l, t) < 0) {
 		s->cnt.dropped_rows[t]++;
 		return;
 	}
-	if (tl_encode_pending(s->enc[t]) == 0)
-		s->first_mono[t] = s->mono_ns;
-	rc = verdict == TL_REASON_OK ? tl_encode_event(s->enc[t], ev, s->wall_ns)
-				     : tl_encode_reject(s->enc[t], ev, verdict, s->wall_ns);
+	if (tl_encode_pending(l->enc[t]) == 0)
+		l->first_mono[t] = s->mono_ns;
+	rc = verdict == TL_REASON_OK ? tl_encode_event(l->enc[t], ev, s->wall_ns)
+				     : tl_encode_reject(l->enc[t], ev, verdict, s->wall_ns);
 	if (unlikely(rc == -ENOBUFS)) {
 		/* The row does not fit what is left: seal, then it goes first in the next. */
-		if (seal(s, t) < 0) {
+		if (seal(s, l, t) < 0) {
 			s->cnt.dropped_rows[t]++;
 			return;
 		}
-		s->first_mono[t] = s->mono_ns;
-		rc = verdict == TL_REASON_OK ? tl_encode_event(s->enc[t], ev, s->wall_ns)
-					     : tl_encode_reject(s->enc[t], ev, verdict, s->wall_ns);
+		l->first_mono[t] = s->mono_ns;
+		rc = verdict == TL_REASON_OK ? tl_encode_event(l->enc[t], ev, s->wall_ns)
+					     : tl_encode_reject(l->enc[t], ev, verdict, s->wall_ns);
 	}
 	if (unlikely(rc < 0)) {
 		s->cnt.encode_errors++;
@@ -165,7 +241,7 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 	}
 	s->cnt.rows[t]++;
 	if (rc == 1)
-		seal(s, t);
+		seal(s, l, t);
 }
 
 /*
@@ -177,13 +253,13 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 #define FINAL_WAIT_US 10000000
 
 static void
-final_seal(struct tl_sink *s, enum tl_batch_table t)
+final_seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 {
-	for (unsigned waited = 0; seal(s, t) == -EAGAIN; waited += 100) {
+	for (unsigned waited = 0; seal(s, l, t) == -EAGAIN; waited += 100) {
 		if (waited >= FINAL_WAIT_US) {
-			s->cnt.dropped_rows[t] += tl_encode_pending(s->enc[t]);
+			s->cnt.dropped_rows[t] += tl_encode_pending(l->enc[t]);
 			TL_ERR("sink %u: no spool buffer for the last %u %s rows: dropped",
-					s->producer, tl_encode_pending(s->enc[t]),
+					s->producer, tl_encode_pending(l->enc[t]),
 					tl_batch_table_name((unsigned)t));
 			return;
 		}
@@ -199,14 +275,18 @@ tl_sink_tick(void *arg, uint64_t now_ns)
 	s->wall_ns = wall_now();
 	if (now_ns != UINT64_MAX)
 		s->mono_ns = now_ns;
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
-		if (tl_encode_pending(s->enc[t]) == 0)
-			continue;
-		if (now_ns == UINT64_MAX) {
-			final_seal(s, (enum tl_batch_table)t);
-			continue;
+	for (unsigned i = 0; i < s->n_lanes; i++) {
+		struct tl_sink_lane *l = &s->lane[i];
+
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+			if (tl_encode_pending(l->enc[t]) == 0)
+				continue;
+			if (now_ns == UINT64_MAX) {
+				final_seal(s, l, (enum tl_batch_table)t);
+				continue;
+			}
+			if (l->blocked[t] || now_ns - l->first_mono[t] >= s->delay_ns)
+				seal(s, l, (enum tl_batch_table)t);
 		}
-		if (s->blocked[t] || now_ns - s->first_mono[t] >= s->delay_ns)
-			seal(s, (enum tl_batch_table)t);
 	}
 }

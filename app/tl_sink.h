@@ -12,10 +12,17 @@
  * a batch (its buffers all wait for commits, or it is full under the backpressure
  * policy), the batch stays pending and new rows for that table are dropped and counted
  * until it can be handed over: raw mode has no one to push back on.
+ *
+ * Routing: each destination (struct tl_event.route: 0 the default route, else a route id)
+ * has its own batches, stamped with the id, so one batch never mixes tenants. The default
+ * route's encoders are made at init, another route's when its first event arrives (one
+ * allocation per route and worker); beyond TL_SINK_MAX_ROUTES destinations events are
+ * dropped and counted (unroutable) rather than sent to another tenant's tables.
  */
 #ifndef TL_SINK_H
 #define TL_SINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tl_batch.h"
@@ -40,12 +47,26 @@ extern const char *const tl_batch_codec_names[];
 extern const struct tl_opt tl_batch_opts[];
 
 /** Per-worker sink counters (single writer: the worker). */
+#define TL_SINK_MAX_ROUTES 64 /**< destinations one worker batches for */
+
+/** Per-worker sink counters (single writer: the worker). */
 struct tl_sink_counters {
 	uint64_t rows[TL_BATCH_TABLE_MAX];         /**< rows encoded, by table */
 	uint64_t batches[TL_BATCH_TABLE_MAX];      /**< batches handed to the spool */
 	uint64_t dropped_rows[TL_BATCH_TABLE_MAX]; /**< rows dropped: spool could not take more */
 	uint64_t spool_refused;                    /**< hand-overs refused (full or no buffer) */
 	uint64_t encode_errors;                    /**< rows the encoder could not write */
+	uint64_t unroutable;                       /**< rows for a route beyond TL_SINK_MAX_ROUTES,
+	                                                or whose encoders could not be made */
+	uint64_t routes;                           /**< destinations with encoders */
+};
+
+/** One destination's batches, one per table. */
+struct tl_sink_lane {
+	uint32_t route;                          /**< route id (0: default) */
+	uint64_t first_mono[TL_BATCH_TABLE_MAX]; /**< when the pending batch got a row */
+	uint8_t blocked[TL_BATCH_TABLE_MAX];     /**< a full batch waits for a buffer */
+	struct tl_encoder *enc[TL_BATCH_TABLE_MAX];
 };
 
 struct tl_sink {
@@ -53,9 +74,13 @@ struct tl_sink {
 	unsigned producer;
 	uint64_t delay_ns;
 	int64_t wall_ns;                            /**< CLOCK_REALTIME, refreshed per tick */
-	uint64_t first_mono[TL_BATCH_TABLE_MAX];    /**< when the pending batch got a row */
-	uint8_t blocked[TL_BATCH_TABLE_MAX];        /**< a full batch waits for a buffer */
-	struct tl_encoder *enc[TL_BATCH_TABLE_MAX];
+	struct tl_sink_lane lane[TL_SINK_MAX_ROUTES]; /**< [0]: the default route */
+	unsigned n_lanes;
+	unsigned last;                              /**< lane of the previous event */
+	const struct tl_schema *schema;             /**< for the encoders of new lanes */
+	struct tl_encode_conf ec;
+	char appliance[256];
+	uint64_t buffer_size;
 	struct tl_sink_counters cnt;
 	uint64_t mono_ns;                           /**< the worker's clock at the last tick */
 } __attribute__((aligned(64)));
@@ -76,6 +101,9 @@ int tl_sink_init(struct tl_sink *s, const struct tl_schema *schema,
 
 /** Free the encoders (pending rows are lost: tick with UINT64_MAX first). NULL-safe. */
 void tl_sink_fini(struct tl_sink *s);
+
+/** Whether some batch waits for a spool buffer (new rows for it are being dropped). */
+bool tl_sink_blocked(const struct tl_sink *s);
 
 /** A tl_event_sink_fn; @p arg is a struct tl_sink. */
 void tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict);

@@ -21,7 +21,8 @@
  *         40     8  min_event_ns smallest event time of its rows (i64)
  *         48     8  max_event_ns largest event time of its rows (i64)
  *         56     4  schema_gen   generation of the profile's schema the rows follow
- *         60     4  reserved     0
+ *         60     4  route        destination: 0 the default route (uplink.database), else
+ *                                tl_route_id() of the route's database and table
  *         64  4*rows row_end[]   end offset of each row in the *uncompressed* body,
  *                                strictly increasing; the last one is the body's
  *                                uncompressed length (<= TL_BATCH_MAX_BODY)
@@ -102,7 +103,7 @@ struct tl_batch_hdr {
 	int64_t min_event_ns;
 	int64_t max_event_ns;
 	uint32_t schema_gen;
-	uint32_t reserved;
+	uint32_t route;
 };
 
 /** A parsed batch. Every pointer points into the buffer given to tl_batch_parse(). */
@@ -165,7 +166,7 @@ tl_batch_hdr_write(const struct tl_batch_hdr *h, uint8_t *out)
 	tl_batch_put64(out + 40, (uint64_t)h->min_event_ns);
 	tl_batch_put64(out + 48, (uint64_t)h->max_event_ns);
 	tl_batch_put32(out + 56, h->schema_gen);
-	tl_batch_put32(out + 60, h->reserved);
+	tl_batch_put32(out + 60, h->route);
 }
 
 /**
@@ -187,7 +188,7 @@ tl_batch_hdr_read(const uint8_t *in, struct tl_batch_hdr *h)
 	h->min_event_ns = (int64_t)tl_batch_le64(in + 40);
 	h->max_event_ns = (int64_t)tl_batch_le64(in + 48);
 	h->schema_gen = tl_batch_le32(in + 56);
-	h->reserved = tl_batch_le32(in + 60);
+	h->route = tl_batch_le32(in + 60);
 }
 
 /**
@@ -196,8 +197,7 @@ tl_batch_hdr_read(const uint8_t *in, struct tl_batch_hdr *h)
  * Checks: length >= header; magic; version; no unknown flag; table known; 1 <= rows <=
  * TL_BATCH_MAX_ROWS; offsets_len == 4 * rows; header + offsets + body_len == @p len
  * exactly; row ends strictly increasing from > 0; last row end <= TL_BATCH_MAX_BODY and,
- * uncompressed, == body_len; GZIP and LZ4 not both set; min_event_ns <= max_event_ns;
- * reserved == 0. A compressed body itself is checked by tl_batch_inflate().
+ * uncompressed, == body_len; GZIP and LZ4 not both set; min_event_ns <= max_event_ns. A compressed body itself is checked by tl_batch_inflate().
  *
  * @param buf  the batch (any alignment); must stay valid while @p view is used.
  * @param len  its length.

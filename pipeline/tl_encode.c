@@ -74,6 +74,7 @@ struct tl_encoder {
 	uint32_t n_cols;
 	uint32_t max_prefix; /* longest prefix path of an unknown field's parent */
 	uint32_t schema_gen;
+	uint32_t route;
 	uint16_t table;
 	uint16_t producer;
 	int codec; /* enum tl_batch_codec */
@@ -337,6 +338,7 @@ tl_encoder_create(const struct tl_schema *s, enum tl_batch_table t,
 	e->batch_bytes = conf->batch_bytes;
 	e->codec = conf->codec;
 	e->schema_gen = conf->schema_gen;
+	e->route = conf->route;
 	e->n_cols = tl_schema_n_cols(s);
 	e->appl_len = (uint32_t)(put_bytes(e->appl, conf->appliance_id, (uint32_t)alen) - e->appl);
 	for (uint32_t i = 0; i < e->n_cols; i++) {
@@ -792,6 +794,7 @@ tl_encode_seal(struct tl_encoder *enc, void *out, size_t cap, size_t *len)
 	        .min_event_ns = enc->min_ns,
 	        .max_event_ns = enc->max_ns,
 	        .schema_gen = enc->schema_gen,
+	        .route = enc->route,
 	};
 	tl_batch_hdr_write(&h, o);
 	*len = head + n;
@@ -819,7 +822,7 @@ tl_batch_parse(const void *buf, size_t len, struct tl_batch_view *view)
 	if (h.version != TL_BATCH_VERSION || (h.flags & ~TL_BATCH_F_KNOWN) != 0)
 		return -EPROTONOSUPPORT;
 	if (h.table >= TL_BATCH_TABLE_MAX || h.rows == 0 || h.rows > TL_BATCH_MAX_ROWS ||
-	        h.reserved != 0 || h.min_event_ns > h.max_event_ns)
+	        h.min_event_ns > h.max_event_ns)
 		return -EBADMSG;
 	/* 64-bit sums: no field can wrap them. */
 	if ((uint64_t)h.offsets_len != 4 * (uint64_t)h.rows ||

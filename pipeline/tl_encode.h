@@ -71,6 +71,7 @@ struct tl_encode_conf {
 	int codec;                /**< enum tl_batch_codec */
 	int gzip_level;           /**< GZIP: libdeflate level 1..12 (ignored otherwise) */
 	uint32_t schema_gen;      /**< copied into every header */
+	uint32_t route;           /**< copied into every header: 0 default, else tl_route_id() */
 };
 
 /** Per-event source information a capture mode may know (framed mode, watermark). */

@@ -81,6 +81,9 @@ struct tl_event {
 	 * tl_json_extract() resets both. */
 	const struct tl_classify_db *cls_db;
 	struct tl_classify_result cls;
+	/** Destination: 0 the default route, else tl_route_id() (set by the worker when the
+	 * profile routes; tl_json_extract() resets it). */
+	uint32_t route;
 };
 
 #endif

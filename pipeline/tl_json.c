@@ -1031,6 +1031,7 @@ tl_json_extract(const struct tl_schema *s, const uint8_t *buf, uint32_t len, str
 	ev->is_error = false;
 	ev->n_extra = 0;
 	ev->cls_db = NULL;
+	ev->route = 0;
 	ev->cls.n = 0;
 	ev->cls.dropped = 0;
 	ev->cls.severity = 0;

@@ -83,6 +83,7 @@ tl_live_gen_free(struct tl_live_gen *g)
 		return;
 	if (g->ext != NULL && g->ext_free != NULL)
 		g->ext_free(g->ext);
+	tl_route_set_free(g->routes);
 	for (unsigned w = 0; w < g->n_workers; w++)
 		tl_classify_scratch_free(g->scratch[w]);
 	tl_classify_db_free(g->db);

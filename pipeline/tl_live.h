@@ -67,6 +67,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "tl_classify.h"
+#include "tl_route.h"
 #include "tl_schema.h"
 
 #define TL_LIVE_MAX_WORKERS 64 /**< workers (and scratches per generation) */
@@ -83,7 +84,10 @@ struct tl_live_gen {
 	char db_hash[TL_CLASSIFY_HASH_HEX]; /**< tl_classify_db_hash(db): the pattern set's id */
 	char path[TL_LIVE_PATH_MAX];        /**< the profile it was loaded from ("" if none): set by
 	                                         the builder's caller before publishing */
-	void *ext;                          /**< opaque extension (e.g. routing tables), or NULL */
+	/** Routing of the profile, or NULL: every event goes to the default route. Freed with
+	 *  the generation. */
+	struct tl_route_set *routes;
+	void *ext;                          /**< opaque extension, or NULL */
 	void (*ext_free)(void *ext);        /**< called by tl_live_gen_free when ext is not NULL */
 
 	/* private: owned by tl_live */

@@ -90,6 +90,9 @@ tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint3
 				ev->is_error |= ev->cls.error;
 				c->events_matched += ev->cls.n > 0;
 				c->classify_failed += ev->cls.scan_failed;
+				if (g->routes != NULL)
+					ev->route = tl_route_set_event(
+					        g->routes, w->live_id, ev, &ev->cls);
 			}
 			c->events_valid++;
 			c->events_error += w->ev.is_error;

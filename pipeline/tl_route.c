@@ -36,6 +36,7 @@
 #include <strings.h>
 
 #include <hs/hs.h>
+#include <xxhash.h>
 
 #include "tl_error.h"
 #include "tl_json.h"
@@ -1162,4 +1163,59 @@ uint16_t
 tl_route_rule_route(const struct tl_route_table *t, uint32_t i)
 {
 	return i < t->n_rules ? t->rule_route[i] : TL_ROUTE_NONE;
+}
+
+/* ---- route sets ------------------------------------------------------------------------ */
+
+uint32_t
+tl_route_id(const char *database, const char *table)
+{
+	char key[2 * TL_ROUTE_IDENT_MAX + 2];
+	int n = snprintf(key, sizeof(key), "%s.%s", database ? database : "", table ? table : "");
+	uint32_t h = XXH32(key, n < 0 ? 0 : (size_t)n < sizeof(key) ? (size_t)n : sizeof(key) - 1, 0);
+
+	return h ? h : 1;
+}
+
+void
+tl_route_set_free(struct tl_route_set *set)
+{
+	if (set == NULL)
+		return;
+	for (unsigned w = 0; w < set->n_workers; w++)
+		tl_route_scratch_free(set->scratch[w]);
+	tl_route_table_free(set->table);
+	free(set);
+}
+
+int
+tl_route_set_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
+        const struct tl_classify_db *cdb, unsigned n_workers, struct tl_route_set **out,
+        char *err, size_t errlen)
+{
+	struct tl_route_set *set;
+	int rc;
+
+	if (out == NULL)
+		return -EINVAL;
+	*out = NULL;
+	if (n_workers == 0 || n_workers > TL_ROUTE_MAX_WORKERS)
+		return -EINVAL;
+	if ((set = calloc(1, sizeof(*set))) == NULL)
+		return -ENOMEM;
+	rc = tl_route_build(conf, schema, cdb, &set->table, err, errlen);
+	for (unsigned w = 0; rc == 0 && w < n_workers; w++) {
+		rc = tl_route_scratch_alloc(set->table, &set->scratch[w]);
+		set->n_workers = w + (rc == 0);
+	}
+	if (rc != 0) {
+		tl_route_set_free(set);
+		return rc;
+	}
+	for (uint32_t i = 0; i < tl_route_count(set->table); i++)
+		set->id[i] = i == 0 ? 0
+		                    : tl_route_id(tl_route_database(set->table, i),
+		                              tl_route_main_table(set->table, i));
+	*out = set;
+	return 0;
 }

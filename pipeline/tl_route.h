@@ -234,6 +234,43 @@ uint64_t tl_route_scratch_failures(const struct tl_route_scratch *s);
 /** @return the number of routes (at least 1: the default route). */
 uint32_t tl_route_count(const struct tl_route_table *t);
 
+/**
+ * The id of a route in the spool (struct tl_batch_hdr.route): XXH32 of "database.table",
+ * never 0, which stands for the default route. Stable across reloads and restarts: a
+ * batch spooled for a route finds that route's uplink by it.
+ */
+uint32_t tl_route_id(const char *database, const char *table);
+
+#define TL_ROUTE_MAX_WORKERS 64 /**< scratches in a route set */
+
+/** Routing as a worker uses it: the table, a scratch per worker, each route's id. */
+struct tl_route_set {
+	struct tl_route_table *table;
+	unsigned n_workers;
+	struct tl_route_scratch *scratch[TL_ROUTE_MAX_WORKERS];
+	uint32_t id[TL_ROUTE_MAX_ROUTES]; /**< by route index; id[0] = 0 (default route) */
+};
+
+/**
+ * Build the routing of a profile for @p n_workers workers (tl_route_build plus the
+ * scratches and ids). @return as tl_route_build(); -EINVAL if @p n_workers is 0 or above
+ * TL_ROUTE_MAX_WORKERS.
+ */
+int tl_route_set_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
+        const struct tl_classify_db *cdb, unsigned n_workers, struct tl_route_set **out,
+        char *err, size_t errlen);
+
+/** Free a route set. NULL-safe. */
+void tl_route_set_free(struct tl_route_set *set);
+
+/** The route id of @p ev, as worker @p w of @p set (no allocation, no lock). */
+static inline uint32_t
+tl_route_set_event(const struct tl_route_set *set, unsigned w, const struct tl_event *ev,
+        const struct tl_classify_result *cr)
+{
+	return set->id[tl_route_event(set->table, set->scratch[w], ev, cr)];
+}
+
 /** @return route @p i's database, or NULL if out of range. Owned by @p t. */
 const char *tl_route_database(const struct tl_route_table *t, uint32_t i);
 

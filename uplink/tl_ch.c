@@ -1302,6 +1302,15 @@ tl_ch_database(const struct tl_ch *ch)
 	return ch->database;
 }
 
+int
+tl_ch_set_database(struct tl_ch *ch, const char *db)
+{
+	if (db == NULL || !valid_name(db) || strlen(db) >= sizeof(ch->database))
+		return -EINVAL;
+	snprintf(ch->database, sizeof(ch->database), "%s", db);
+	return 0;
+}
+
 unsigned
 tl_ch_in_flight(const struct tl_ch *ch)
 {

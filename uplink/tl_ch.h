@@ -294,6 +294,12 @@ void tl_ch_close(struct tl_ch *ch);
 const char *tl_ch_database(const struct tl_ch *ch);
 
 /**
+ * Use database @p db instead of the configured one (a route's database). Call before
+ * any request. @return 0; -EINVAL if it is not a valid name.
+ */
+int tl_ch_set_database(struct tl_ch *ch, const char *db);
+
+/**
  * Run one statement synchronously (DDL, checks): POST @p sql, wait for the whole answer
  * (`wait_end_of_query=1`, so an error found late still gives an error status). Does not
  * drive inserts in flight meanwhile.

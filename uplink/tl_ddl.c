@@ -134,9 +134,23 @@ tl_ddl_create_database(const char *db, char *buf, size_t cap)
 	return sb_done(&b);
 }
 
+/* The name of table @p t: @p table if given (a route's main table), else its own. */
+static const char *
+name_of(enum tl_batch_table t, const char *table)
+{
+	return table ? table : tname(t);
+}
+
 int
 tl_ddl_create_table(
         const struct tl_schema *s, enum tl_batch_table t, const char *db, char *buf, size_t cap)
+{
+	return tl_ddl_create_table_named(s, t, db, NULL, buf, cap);
+}
+
+int
+tl_ddl_create_table_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
+        const char *table, char *buf, size_t cap)
 {
 	struct tl_encode_col *cols;
 	const struct tl_col_def *tc, *ic;
@@ -145,12 +159,12 @@ tl_ddl_create_table(
 	uint32_t n;
 	int rc;
 
-	if (!tl_ddl_ident_valid(db))
+	if (!tl_ddl_ident_valid(db) || (table && !tl_ddl_ident_valid(table)))
 		return -EINVAL;
 	if ((rc = get_cols(s, t, &cols, &n)))
 		return rc;
 	sb_init(&b, buf, cap);
-	sb_add(&b, "CREATE TABLE IF NOT EXISTS `%s`.`%s` (\n", db, tname(t));
+	sb_add(&b, "CREATE TABLE IF NOT EXISTS `%s`.`%s` (\n", db, name_of(t, table));
 	for (uint32_t i = 0; i < n; i++)
 		sb_add(&b, "\t`%s` %s%s\n", cols[i].name, cols[i].type, i + 1 < n ? "," : "");
 	sb_add(&b, ") ENGINE = MergeTree()");
@@ -199,17 +213,24 @@ int
 tl_ddl_insert(
         const struct tl_schema *s, enum tl_batch_table t, const char *db, char *buf, size_t cap)
 {
+	return tl_ddl_insert_named(s, t, db, NULL, buf, cap);
+}
+
+int
+tl_ddl_insert_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
+        const char *table, char *buf, size_t cap)
+{
 	struct tl_encode_col *cols;
 	struct sb b;
 	uint32_t n;
 	int rc;
 
-	if (!tl_ddl_ident_valid(db))
+	if (!tl_ddl_ident_valid(db) || (table && !tl_ddl_ident_valid(table)))
 		return -EINVAL;
 	if ((rc = get_cols(s, t, &cols, &n)))
 		return rc;
 	sb_init(&b, buf, cap);
-	sb_add(&b, "INSERT INTO `%s`.`%s` (", db, tname(t));
+	sb_add(&b, "INSERT INTO `%s`.`%s` (", db, name_of(t, table));
 	add_col_list(&b, cols, n);
 	sb_add(&b, ") FORMAT RowBinary");
 	free(cols);
@@ -219,16 +240,24 @@ tl_ddl_insert(
 int
 tl_ddl_columns_query(enum tl_batch_table t, const char *db, char *buf, size_t cap)
 {
+	return tl_ddl_columns_query_named(t, db, NULL, buf, cap);
+}
+
+int
+tl_ddl_columns_query_named(
+        enum tl_batch_table t, const char *db, const char *table, char *buf, size_t cap)
+{
 	struct sb b;
 
-	if (!tl_ddl_ident_valid(db) || (unsigned)t >= TL_BATCH_TABLE_MAX)
+	if (!tl_ddl_ident_valid(db) || (unsigned)t >= TL_BATCH_TABLE_MAX ||
+	        (table && !tl_ddl_ident_valid(table)))
 		return -EINVAL;
 	sb_init(&b, buf, cap);
 	/* Both names are [A-Za-z0-9_]: safe inside quotes. */
 	sb_add(&b,
 	        "SELECT name, type FROM system.columns WHERE database = '%s' AND table = '%s' "
 	        "FORMAT TabSeparated",
-	        db, tname(t));
+	        db, name_of(t, table));
 	return sb_done(&b);
 }
 
@@ -348,6 +377,14 @@ int
 tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *db, const char *reply,
         size_t reply_len, char *buf, size_t cap, char *msg, size_t msglen)
 {
+	return tl_ddl_alter_named(s, t, db, NULL, reply, reply_len, buf, cap, msg, msglen);
+}
+
+int
+tl_ddl_alter_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
+        const char *table, const char *reply, size_t reply_len, char *buf, size_t cap,
+        char *msg, size_t msglen)
+{
 	struct tl_encode_col *cols;
 	const char *p = reply, *end = reply ? reply + reply_len : reply;
 	bool *have = NULL;
@@ -394,7 +431,7 @@ tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *db, c
 				set_msg(msg, msglen,
 				        "column `%s` of `%s`.`%s` has type %s on the server, the "
 				        "profile needs %s",
-				        name, db, tname(t), type, cols[i].type);
+				        name, db, name_of(t, table), type, cols[i].type);
 				rc = TL_E_SCHEMA;
 				goto out;
 			}
@@ -411,7 +448,7 @@ tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *db, c
 		if (have[i])
 			continue;
 		if (n_add++ == 0)
-			sb_add(&b, "ALTER TABLE `%s`.`%s`", db, tname(t));
+			sb_add(&b, "ALTER TABLE `%s`.`%s`", db, name_of(t, table));
 		sb_add(&b, "%s ADD COLUMN `%s` %s", n_add > 1 ? "," : "", cols[i].name,
 		        cols[i].type);
 	}

@@ -87,6 +87,21 @@ int tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *d
         const char *reply, size_t reply_len, char *buf, size_t cap, char *msg, size_t msglen);
 
 /**
+ * tl_ddl_create_table(), tl_ddl_insert(), tl_ddl_columns_query() and tl_ddl_alter() for
+ * a table named @p table instead of its own name (a route's main table; NULL: its own
+ * name). @return as those; -EINVAL also if @p table is not a valid identifier.
+ */
+int tl_ddl_create_table_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
+        const char *table, char *buf, size_t cap);
+int tl_ddl_insert_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
+        const char *table, char *buf, size_t cap);
+int tl_ddl_columns_query_named(
+        enum tl_batch_table t, const char *db, const char *table, char *buf, size_t cap);
+int tl_ddl_alter_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
+        const char *table, const char *reply, size_t reply_len, char *buf, size_t cap,
+        char *msg, size_t msglen);
+
+/**
  * The statements that (re)write the dimension table `error_patterns` of @p db from the
  * patterns of @p cdb: one row per pattern (id, category, severity, effect, cause, action,
  * profile, db_hash, loaded_at), so queries can join error_events.matched_patterns

@@ -392,38 +392,10 @@ tl_grants_users(FILE *out, enum tl_grants_format fmt, const struct tl_route_conf
 
 /* ---- DDL -------------------------------------------------------------------------- */
 
-/*
- * tl_ddl_create_table() always names its table after the enum; a renamed main table is
- * the same statement with the other name, spliced in after checking the prefix is the
- * one expected (so a change in tl_ddl cannot silently produce a wrong statement).
- */
-static int
-main_table(const struct tl_schema *s, const char *db, const char *table, char *buf, char *tmp)
-{
-	char prefix[64 + 2 * TL_ROUTE_IDENT_MAX];
-	size_t plen;
-	int n;
-
-	n = tl_ddl_create_table(s, TL_BATCH_SINK_OUTPUT, db, buf, DDL_MAX);
-	if (n < 0 || strcmp(table, TL_ROUTE_DEFAULT_TABLE) == 0)
-		return n;
-	if (!tl_route_ident_valid(table))
-		return -EINVAL;
-	plen = (size_t)snprintf(prefix, sizeof(prefix), "CREATE TABLE IF NOT EXISTS `%s`.`%s`", db,
-	        TL_ROUTE_DEFAULT_TABLE);
-	if (strncmp(buf, prefix, plen) != 0)
-		return -EPROTO;
-	n = snprintf(tmp, DDL_MAX, "CREATE TABLE IF NOT EXISTS `%s`.`%s`%s", db, table, buf + plen);
-	if (n < 0 || n >= DDL_MAX)
-		return -ENOSPC;
-	memcpy(buf, tmp, (size_t)n + 1);
-	return n;
-}
-
 int
 tl_grants_ddl(FILE *out, const struct tl_schema *schema, const struct tl_route_table *t)
 {
-	char *buf = NULL, *tmp = NULL;
+	char *buf = NULL;
 	uint32_t n_routes;
 	bool first = true;
 	int n = 0;
@@ -431,8 +403,7 @@ tl_grants_ddl(FILE *out, const struct tl_schema *schema, const struct tl_route_t
 	if (out == NULL || schema == NULL || t == NULL)
 		return -EINVAL;
 	buf = malloc(DDL_MAX);
-	tmp = malloc(DDL_MAX);
-	if (buf == NULL || tmp == NULL) {
+	if (buf == NULL) {
 		n = -ENOMEM;
 		goto out;
 	}
@@ -453,7 +424,8 @@ tl_grants_ddl(FILE *out, const struct tl_schema *schema, const struct tl_route_t
 		for (uint32_t k = r; k < n_routes && n >= 0; k++) {
 			if (strcmp(tl_route_database(t, k), db) != 0)
 				continue;
-			n = main_table(schema, db, tl_route_main_table(t, k), buf, tmp);
+			n = tl_ddl_create_table_named(schema, TL_BATCH_SINK_OUTPUT, db,
+			        tl_route_main_table(t, k), buf, DDL_MAX);
 			if (n >= 0)
 				fprintf(out, "\n%s;\n", buf);
 		}
@@ -467,6 +439,5 @@ tl_grants_ddl(FILE *out, const struct tl_schema *schema, const struct tl_route_t
 		n = -EIO;
 out:
 	free(buf);
-	free(tmp);
 	return n < 0 ? n : 0;
 }

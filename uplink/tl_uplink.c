@@ -148,9 +148,18 @@ struct tl_uplink {
 	uint8_t layout[TL_BATCH_TABLE_MAX][TL_ENCODE_MAX_COLS]; /* COL_* | COL_NULLABLE */
 	uint32_t n_layout[TL_BATCH_TABLE_MAX];
 	int id_col[TL_BATCH_TABLE_MAX]; /* column event_id FixedString(16), or -1 */
-	char probe[TL_BATCH_TABLE_MAX][64];
+	char probe[TL_BATCH_TABLE_MAX][96];
+	char tables[TL_BATCH_TABLE_MAX][TL_DDL_IDENT_MAX + 1]; /* names in ClickHouse */
+	uint32_t route; /* takes the batches of this route (struct tl_batch_hdr.route) */
 	struct tl_uplink_stats st;
 };
+
+/* The name table @p t has in ClickHouse for this uplink (a route may rename the main one). */
+static inline const char *
+tname(const struct tl_uplink *u, unsigned t)
+{
+	return t < TL_BATCH_TABLE_MAX ? u->tables[t] : "?";
+}
 
 static uint64_t
 mono_ns(void)
@@ -218,20 +227,21 @@ apply_ddl(struct tl_uplink *u)
 	if (rc < 0)
 		return rc;
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
-		if (tl_ddl_columns_query((enum tl_batch_table)t, db, sql, sizeof(sql)) < 0)
+		if (tl_ddl_columns_query_named(
+		            (enum tl_batch_table)t, db, tname(u, t), sql, sizeof(sql)) < 0)
 			return -EINVAL;
 		rc = tl_ch_query(u->ch, sql, &reply, &len);
 		if (rc < 0)
 			return rc;
-		rc = tl_ddl_alter(u->schema, (enum tl_batch_table)t, db, reply, len, sql,
-		        sizeof(sql), msg, sizeof(msg));
+		rc = tl_ddl_alter_named(u->schema, (enum tl_batch_table)t, db, tname(u, t), reply,
+		        len, sql, sizeof(sql), msg, sizeof(msg));
 		free(reply);
 		reply = NULL;
 		if (rc == -ENOENT)
-			rc = tl_ddl_create_table(
-			        u->schema, (enum tl_batch_table)t, db, sql, sizeof(sql));
+			rc = tl_ddl_create_table_named(
+			        u->schema, (enum tl_batch_table)t, db, tname(u, t), sql, sizeof(sql));
 		if (rc < 0) {
-			TL_ERR("uplink: %s.%s: %s", db, tl_batch_table_name((unsigned)t),
+			TL_ERR("uplink: %s.%s: %s", db, tname(u, t),
 			        rc == TL_E_SCHEMA ? msg : "cannot build the DDL");
 			return rc;
 		}
@@ -266,14 +276,14 @@ ensure_probe(struct tl_uplink *u, enum tl_batch_table t)
 	rc = tl_ch_query(u->ch, sql, NULL, NULL);
 	if (rc == 0) {
 		snprintf(sql, sizeof(sql), "CREATE TABLE `%s`.`%s` AS `%s`.`%s` ENGINE = Null", db,
-		        u->probe[t], db, tl_batch_table_name(t));
+		        u->probe[t], db, tname(u, t));
 		rc = tl_ch_query(u->ch, sql, NULL, NULL);
 	}
 	if (rc == -EREMOTEIO || rc == -EACCES) {
 		const struct tl_ch_result *e = tl_ch_last_error(u->ch);
 
 		TL_WARN("uplink: no probe table %s.%s (%s): bisecting against %s itself", db,
-		        u->probe[t], e->message, tl_batch_table_name(t));
+		        u->probe[t], e->message, tname(u, t));
 		return -EPERM;
 	}
 	if (rc < 0)
@@ -298,7 +308,7 @@ count_rows(
 	add(&u->st.checks, 1);
 	at = (size_t)snprintf(sql, sizeof(sql),
 	        "SELECT batch_id, count() FROM `%s`.`%s` WHERE batch_id IN (",
-	        tl_ch_database(u->ch), tl_batch_table_name(t));
+	        tl_ch_database(u->ch), tname(u, t));
 	for (uint32_t k = 0; k < n; k++) {
 		got[k] = 0;
 		at += (size_t)snprintf(
@@ -655,9 +665,13 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 	bool pass;
 
 	if (tl_batch_parse(rec->data, rec->len, &v) != 0) {
-		quarantine(u, rec->key, 0, "not a valid batch");
+		/* Only the default route's uplink: one of them says so, once. */
+		if (u->route == 0)
+			quarantine(u, rec->key, 0, "not a valid batch");
 		return 0;
 	}
+	if (v.hdr.route != u->route)
+		return 0; /* another route's uplink sends it */
 	pass = u->pass_lz4 && (v.hdr.flags & TL_BATCH_F_LZ4);
 	sl = u->filling[v.hdr.table];
 	if (sl != NULL && sl->streaming) {
@@ -775,7 +789,7 @@ submit(struct tl_uplink *u, struct slot *sl)
 	int rc;
 
 	memset(&ins, 0, sizeof(ins));
-	ins.table = tl_batch_table_name(sl->table);
+	ins.table = tname(u, sl->table);
 	ins.columns = u->cols[sl->table];
 	ins.format = "RowBinary";
 	ins.user = sl;
@@ -816,7 +830,7 @@ submit(struct tl_uplink *u, struct slot *sl)
 		break;
 	case MODE_DEAD:
 		ins.id = b->batch_id;
-		ins.table = tl_batch_table_name(TL_BATCH_DEAD_LETTER);
+		ins.table = tname(u, TL_BATCH_DEAD_LETTER);
 		ins.columns = u->cols[TL_BATCH_DEAD_LETTER];
 		ins.body = b->dead;
 		ins.len = b->dead_len;
@@ -1178,7 +1192,7 @@ start_bisect(
 	sl->mode = MODE_PROBE;
 	add(&u->st.records_bisected, 1);
 	TL_WARN("uplink: %s: batch %" PRIu64 " (%u rows): bisecting (%s)",
-	        tl_batch_table_name(sl->table), b->batch_id, n, why);
+	        tname(u, sl->table), b->batch_id, n, why);
 	if (sl->invalid) {
 		/* Rows that are not rows of the table die here; the others are taken as the
 		 * probe table would take them and go in the final insert. */
@@ -1196,7 +1210,7 @@ start_bisect(
 			TL_LOG_RATELIMITED(TL_LOG_WARN, 10,
 			        "uplink: row %u of batch %" PRIu64
 			        " is not a row of %s: dead-lettered",
-			        i, b->batch_id, tl_batch_table_name(sl->table));
+			        i, b->batch_id, tname(u, sl->table));
 			if (add_dead_row(u, b, b->src + st, b->end[i] - st,
 			            "row does not match the columns of its table") < 0) {
 				abandon_bisect(u, sl);
@@ -1230,7 +1244,7 @@ fall_back_direct(struct tl_uplink *u, struct slot *sl, const char *why)
 		return -ENOMEM;
 	}
 	TL_WARN("uplink: %s refused rows its probe table took (%s): bisecting against it",
-	        tl_batch_table_name(sl->table), why);
+	        tname(u, sl->table), why);
 	free(b->own);
 	free(b->own_end);
 	b->own = b->good;
@@ -1283,7 +1297,7 @@ landed_ids(struct tl_uplink *u, enum tl_batch_table t, uint64_t id, uint8_t **id
 	snprintf(sql, sizeof(sql),
 	        "SELECT hex(event_id) FROM `%s`.`%s` WHERE batch_id = %" PRIu64
 	        " FORMAT TabSeparated",
-	        tl_ch_database(u->ch), tl_batch_table_name(t), id);
+	        tl_ch_database(u->ch), tname(u, t), id);
 	if (tl_ch_query(u->ch, sql, &reply, &len) < 0)
 		return -1;
 	cap = len / 33 + 1; /* 32 hex digits and a newline per id */
@@ -1359,7 +1373,7 @@ start_repair(struct tl_uplink *u, struct slot *sl, uint32_t rec)
 	add(&u->st.rows_delivered[sl->table], n_ids);
 	TL_WARN("uplink: %s: batch %" PRIu64 ": %" PRIu64 " of its %u rows found in ClickHouse; "
 	        "sending the other %u",
-	        tl_batch_table_name(sl->table), sl->ids[rec], n_ids, n, m);
+	        tname(u, sl->table), sl->ids[rec], n_ids, n, m);
 	b->rec = rec;
 	b->batch_id = sl->ids[rec];
 	b->direct = true;
@@ -1593,7 +1607,7 @@ settle_bisect(struct tl_uplink *u, struct slot *sl)
 	                                  got == base + rows + b->n_bad))
 		TL_ERR("uplink: %" PRIu64 " rows of batch %" PRIu64 " in %s, expected %" PRIu64
 		       " or %" PRIu64 "; not sending them again",
-		        got, b->batch_id, tl_batch_table_name(t), base, base + rows);
+		        got, b->batch_id, tname(u, t), base, base + rows);
 	add(&u->st.rows_found, rows);
 	confirmed(u, sl);
 }
@@ -1689,7 +1703,7 @@ on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 			/* The same rows are still being written by an earlier attempt. */
 			sl->check_first = !(sl->mode == MODE_PROBE && !sl->bis->direct);
 		TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: %s: retrying (%s)",
-		        tl_batch_table_name(sl->table), r->message[0] ? r->message : "no answer");
+		        tname(u, sl->table), r->message[0] ? r->message : "no answer");
 		wait_backoff(u, sl);
 		break;
 	case TL_CH_AMBIGUOUS:
@@ -1867,12 +1881,21 @@ int
 tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
         struct tl_spool *spool, struct tl_uplink **out)
 {
+	return tl_uplink_start_route(conf, schema, spool, NULL, out);
+}
+
+int
+tl_uplink_start_route(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
+        struct tl_spool *spool, const struct tl_uplink_route *route, struct tl_uplink **out)
+{
 	struct tl_spool_stats ss;
 	struct tl_uplink *u;
 	int rc;
 
 	*out = NULL;
-	if (conf == NULL || schema == NULL || spool == NULL)
+	if (conf == NULL || schema == NULL || spool == NULL ||
+	        (route && ((route->database && !tl_ddl_ident_valid(route->database)) ||
+	                          (route->table && !tl_ddl_ident_valid(route->table)))))
 		return -EINVAL;
 	rc = check_dead_letter_columns();
 	if (rc < 0) {
@@ -1884,6 +1907,12 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 		return -ENOMEM;
 	pthread_mutex_init(&u->lock, NULL);
 	u->conf = *conf;
+	u->route = route ? route->id : 0;
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		snprintf(u->tables[t], sizeof(u->tables[t]), "%s",
+		        t == TL_BATCH_SINK_OUTPUT && route && route->table
+		                ? route->table
+		                : tl_batch_table_name((unsigned)t));
 	u->schema = schema;
 	u->spool = spool;
 	u->cursor = 1;
@@ -1908,8 +1937,7 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 		rc = tl_ddl_insert_columns(schema, (enum tl_batch_table)t, u->cols[t], COLS_LEN);
 		if (rc < 0)
 			goto fail;
-		snprintf(u->probe[t], sizeof(u->probe[t]), PROBE_PREFIX "%s",
-		        tl_batch_table_name((unsigned)t));
+		snprintf(u->probe[t], sizeof(u->probe[t]), PROBE_PREFIX "%s", tname(u, t));
 	}
 	u->dec = libdeflate_alloc_decompressor();
 	if (u->dec == NULL) {
@@ -1917,6 +1945,8 @@ tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schem
 		goto fail;
 	}
 	rc = tl_ch_open(conf, &u->ch);
+	if (rc == 0 && route && route->database)
+		rc = tl_ch_set_database(u->ch, route->database);
 	if (rc < 0)
 		goto fail;
 	rc = pthread_create(&u->thread, NULL, uplink_main, u);

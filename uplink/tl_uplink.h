@@ -98,6 +98,23 @@ struct tl_uplink;
 int tl_uplink_start(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
         struct tl_spool *spool, struct tl_uplink **out);
 
+/** Where one route's batches go (tl_uplink_start_route). */
+struct tl_uplink_route {
+	uint32_t id;          /**< batches whose header route is this (0: the default route) */
+	const char *database; /**< its database; NULL: uplink.database (or the URL's) */
+	const char *table;    /**< its main table (sink_output's name); NULL: sink_output */
+};
+
+/**
+ * tl_uplink_start() for the batches of one route only: several uplinks read one spool,
+ * each takes the records of its route (by the batch header's route id) and leaves the
+ * others to theirs; its DDL, inserts and checks go to the route's database and table.
+ * The default route's uplink also quarantines records that are not batches at all.
+ * @return as tl_uplink_start(); -EINVAL also for an invalid database or table name.
+ */
+int tl_uplink_start_route(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
+        struct tl_spool *spool, const struct tl_uplink_route *route, struct tl_uplink **out);
+
 /**
  * Set the appliance_id written into the dead_letter rows of rejected rows (default: the
  * host name). Thread-safe; @p id is copied (at most 255 bytes are kept).

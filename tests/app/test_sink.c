@@ -160,6 +160,94 @@ test_sink_spooled_records_are_valid_batches(void **state)
 	tl_spool_close(sp);
 }
 
+/* Per route: rows and the route ids in the batch headers, and no batch with two routes. */
+struct by_route {
+	uint32_t id[8];
+	uint64_t rows[8];
+	unsigned n;
+	unsigned bad;
+};
+
+static int
+count_route(void *arg, const struct tl_spool_rec *rec)
+{
+	struct by_route *r = arg;
+	struct tl_batch_view v;
+	unsigned k = 0;
+
+	if (tl_batch_parse(rec->data, rec->len, &v) != 0) {
+		r->bad++;
+		return 0;
+	}
+	while (k < r->n && r->id[k] != v.hdr.route)
+		k++;
+	if (k == r->n && r->n < 8)
+		r->id[r->n++] = v.hdr.route;
+	if (k < 8)
+		r->rows[k] += v.hdr.rows;
+	return 0;
+}
+
+/*
+ * Events of three destinations interleaved: each gets its own batches, stamped with its
+ * route id; a rejected event goes to the default route whatever its route; a destination
+ * beyond TL_SINK_MAX_ROUTES is dropped and counted, never mixed into another's batch.
+ */
+static void
+test_sink_routes_batched_apart_and_stamped(void **state)
+{
+	static struct tl_sink s;
+	static struct tl_event ev;
+	struct tl_batch_conf bc = {.rows = 5, .bytes = 1 << 20, .delay_ns = 1000000, .compression = TL_BATCH_CODEC_LZ4};
+	struct committed c = {0};
+	struct tl_spool *sp = open_spool("r", &c, 2 << 20, 64 << 20);
+	struct by_route r = {0};
+	const uint32_t routes[3] = {0, 0x1234, 0xbeef};
+	uint64_t want[3] = {0};
+
+	(void)state;
+	assert_int_equal(tl_sink_init(&s, schema, &bc, "a1", sp, 0, 2 << 20), 0);
+	for (int i = 0; i < 60; i++) {
+		const char *j = event(i, i % 7 == 0);
+
+		assert_int_equal(tl_json_extract(schema, (const uint8_t *)j, (uint32_t)strlen(j), &ev),
+				TL_REASON_OK);
+		ev.route = routes[i % 3];
+		tl_sink_event(&s, &ev, TL_REASON_OK);
+		want[i % 3]++;
+		if (i % 10 == 9) /* buffers back from the writer: nothing dropped */
+			assert_int_equal(tl_spool_flush(sp, 5000000000ull), 0);
+	}
+	/* A rejected event of route 0xbeef: dead_letter of the default route. */
+	ev.route = 0xbeef;
+	tl_sink_event(&s, &ev, TL_REASON_EV_JSON_SYNTAX);
+	want[0]++;
+	assert_int_equal(s.cnt.routes, 3);
+	/* More destinations than a sink batches for: dropped, counted. */
+	for (uint32_t k = 0; k < TL_SINK_MAX_ROUTES; k++) {
+		ev.route = 0x10000 + k;
+		tl_sink_event(&s, &ev, TL_REASON_OK);
+	}
+	assert_int_equal(s.cnt.routes, TL_SINK_MAX_ROUTES);
+	assert_int_equal(s.cnt.unroutable, 3);
+	tl_sink_tick(&s, UINT64_MAX);
+	assert_int_equal(tl_spool_flush(sp, 5000000000ull), 0);
+	assert_true(tl_spool_read(sp, 1, 1000, count_route, &r, NULL) > 0);
+	assert_int_equal(r.bad, 0);
+	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		assert_int_equal(s.cnt.dropped_rows[t], 0);
+	for (int i = 0; i < 3; i++) {
+		unsigned k = 0;
+
+		while (k < r.n && r.id[k] != routes[i])
+			k++;
+		assert_true(k < r.n);
+		assert_int_equal(r.rows[k], want[i]);
+	}
+	tl_sink_fini(&s);
+	tl_spool_close(sp);
+}
+
 static void
 test_sink_buffer_too_small_einval(void **state)
 {
@@ -241,6 +329,7 @@ main(void)
 		cmocka_unit_test(test_sink_batches_by_rows_and_age_then_flush),
 		cmocka_unit_test(test_sink_spooled_records_are_valid_batches),
 		cmocka_unit_test(test_sink_buffer_too_small_einval),
+		cmocka_unit_test(test_sink_routes_batched_apart_and_stamped),
 		cmocka_unit_test(test_sink_full_spool_rows_dropped_and_counted),
 	};
 

@@ -1,19 +1,25 @@
 #!/bin/bash
-# Tenant isolation against a real ClickHouse: the DDL and users that `tapline schema ddl`
-# and `tapline schema users` generate for tests/integration/site-tenants.yaml (tenants
-# acme and globex, each routed to its own database) are installed in a private server
-# started here (the users file as users.d/tapline-users.xml, the tables applied as the
-# `default` user), a few rows are inserted into each tenant's tables as `default`, and
-# then every tenant user is checked against the server's actual answers: it reads its own
-# database, is refused (by error code) on the other tenant's tables and on the default
-# database, cannot list the other tenant's tables, and a read-only user cannot write.
-# One line per check; any failed check fails the test.
+# Tenant routing and isolation against a real ClickHouse: the DDL and users that
+# `tapline schema ddl` and `tapline schema users` generate for
+# tests/integration/site-tenants.yaml (tenants acme and globex, each routed to its own
+# database by the query's database) are installed in a private server started here (the
+# users file as users.d/tapline-users.xml, the tables applied as the `default` user).
+# Generated events (some spelling a database name with \u escapes) are replayed through
+# `tapline run`: every valid event must land in its tenant's database, or in the default
+# one, exactly as the generator's truth says. Then every tenant user is checked against
+# the server's actual answers: it reads its own database, is refused (by error code) on
+# the other tenant's tables and on the default database, cannot list the other tenant's
+# tables, and a read-only user cannot write. One line per check; any failed check fails.
 # usage: tenant_isolation.sh TAPLINE SRC_DIR
 set -euo pipefail
 tapline=$1
 src=$2
 if ! command -v clickhouse-server > /dev/null && [ ! -x /usr/sbin/clickhouse-server ]; then
 	echo "SKIP: clickhouse-server not installed"
+	exit 77
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "SKIP: needs root (DPDK)"
 	exit 77
 fi
 work=$(mktemp -d /tmp/tapline-tenants.XXXXXX)
@@ -68,18 +74,52 @@ for s in stmts:
 print(f"applied {len(stmts)} DDL statements")
 PY
 
-# A few rows per tenant (the lead replaces this by events routed through tapline).
-rows() { # DB N: N rows into DB.sink_output, one into DB.error_events
-	local db=$1 n=$2 vals="" i
-	for i in $(seq 1 "$n"); do
-		vals+="${vals:+,}('$db-q$i','finished',toDateTime('2026-11-21 05:00:0$i'),0,'$db')"
-	done
-	q "INSERT INTO $db.sink_output (query_id, event_type, event_time, event_time_ns, database_name) VALUES $vals"
-	q "INSERT INTO $db.error_events (query_id, event_type, event_time, event_time_ns, error) VALUES ('$db-e1','failed',toDateTime('2026-11-21 05:00:09'),0,'OutOfMemoryError')"
+# ---- events routed through tapline ---------------------------------------------------------
+"$tapline" gen --data "${TAPLINE_DATA:-$src/../shared/data}" --seed 5 --count 4000 \
+	--pcap "$work/cap.pcap" --truth "$work/truth.jsonl" > /dev/null
+"$tapline" run --config "$site" --pcap "$work/cap.pcap" --once --idle-timeout 20s \
+	--spool "$work/spool" --clickhouse "$url" --deliver-timeout 120s > "$work/run.out" \
+	2> "$work/run.err" || { tail -20 "$work/run.err"; exit 1; }
+# Where the truth says each valid event goes: acme's catalogs, globex's tpch_*, the rest
+# (and every rejected event's dead letter) in the default database.
+read -r want_acme want_globex want_default want_dead < <(python3 - "$work/truth.jsonl" <<'PY'
+import json, sys
+n = {"acme": 0, "globex": 0, "default": 0, "dead": 0}
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if not e["valid"]:
+        n["dead"] += 1
+        continue
+    db = (e.get("cols") or {}).get("database_name") or ""
+    if db in ("sales", "finance_eu", "m\u00fcnchen_dw"):
+        n["acme"] += 1
+    elif db.startswith("tpch_"):
+        n["globex"] += 1
+    else:
+        n["default"] += 1
+print(n["acme"], n["globex"], n["default"], n["dead"])
+PY
+)
+landed() { # DB: rows of sink_output + error_events
+	q "SELECT (SELECT count() FROM $1.sink_output) + (SELECT count() FROM $1.error_events)"
 }
-rows tenant_acme 3
-rows tenant_globex 2
-rows telemetry 1
+got_acme=$(landed tenant_acme)
+got_globex=$(landed tenant_globex)
+got_default=$(landed telemetry)
+got_dead=$(q "SELECT count() FROM telemetry.dead_letter")
+echo "routed: acme $got_acme/$want_acme globex $got_globex/$want_globex default $got_default/$want_default dead_letter $got_dead/$want_dead"
+if [ "$got_acme" != "$want_acme" ] || [ "$got_globex" != "$want_globex" ] ||
+	[ "$got_default" != "$want_default" ] || [ "$got_dead" != "$want_dead" ] ||
+	[ "$want_acme" = 0 ] || [ "$want_globex" = 0 ] || [ "$want_default" = 0 ]; then
+	echo "FAIL: events did not land where the routing rules send them"
+	exit 1
+fi
+strays=$(q "SELECT (SELECT count() FROM tenant_acme.sink_output WHERE database_name NOT IN ('sales', 'finance_eu', 'm\\xC3\\xBCnchen_dw')) + (SELECT count() FROM tenant_globex.sink_output WHERE NOT startsWith(assumeNotNull(database_name), 'tpch_')) + (SELECT count() FROM telemetry.sink_output WHERE database_name IN ('sales', 'finance_eu') OR startsWith(assumeNotNull(database_name), 'tpch_'))")
+[ "$strays" = 0 ] || { echo "FAIL: $strays rows in another tenant's database"; exit 1; }
+acme_sink=$(q "SELECT count() FROM tenant_acme.sink_output")
+acme_err=$(q "SELECT count() FROM tenant_acme.error_events")
+globex_sink=$(q "SELECT count() FROM tenant_globex.sink_output")
+[ "$acme_err" != 0 ] || { echo "FAIL: no error event of acme's to test with"; exit 1; }
 
 # ---- checks -------------------------------------------------------------------------------
 # as USER PASSWORD QUERY [EXTRA_URL_PARAMS]: sets $body and $code (the server's error code,
@@ -131,15 +171,15 @@ denied="291 497"
 
 # Control: as `default` the other tenant's data and tables are there to be seen, so the
 # refusals below are refusals and not empty databases.
-expect_rows control_default_reads_globex default "" "SELECT count() FROM tenant_globex.sink_output" 2
+expect_rows control_default_reads_globex default "" "SELECT count() FROM tenant_globex.sink_output" "$globex_sink"
 expect_rows control_default_lists_globex default "" "SHOW TABLES FROM tenant_globex" \
 	"$(printf 'dead_letter\nerror_events\nsink_output')"
 
 # Tenant A's reader: its own database.
 expect_rows acme_reader_reads_own_sink acme_reader "$acme_reader_pw" \
-	"SELECT count() FROM tenant_acme.sink_output" 3
+	"SELECT count() FROM tenant_acme.sink_output" "$acme_sink"
 expect_rows acme_reader_reads_own_errors acme_reader "$acme_reader_pw" \
-	"SELECT query_id FROM tenant_acme.error_events" "tenant_acme-e1"
+	"SELECT count() FROM tenant_acme.error_events" "$acme_err"
 expect_rows acme_reader_lists_own_tables acme_reader "$acme_reader_pw" \
 	"SHOW TABLES FROM tenant_acme" "$(printf 'dead_letter\nerror_events\nsink_output')"
 # ... and nothing of tenant B's.
@@ -177,13 +217,13 @@ expect_code acme_reader_cannot_drop acme_reader "$acme_reader_pw" \
 	"DROP TABLE tenant_acme.sink_output" "164 $denied"
 expect_code acme_reader_cannot_lift_readonly acme_reader "$acme_reader_pw" \
 	"INSERT INTO tenant_acme.sink_output (query_id) VALUES ('x')" "164 $denied" "readonly=0"
-expect_rows acme_rows_unchanged default "" "SELECT count() FROM tenant_acme.sink_output" 3
+expect_rows acme_rows_unchanged default "" "SELECT count() FROM tenant_acme.sink_output" "$acme_sink"
 
 # Tenant A's writer: inserts into its own database only.
 expect_rows acme_writer_inserts_own acme_writer "$wpw" \
 	"INSERT INTO tenant_acme.sink_output (query_id, event_type) VALUES ('acme-w1', 'finished')" ""
 expect_rows acme_reader_sees_the_insert acme_reader "$acme_reader_pw" \
-	"SELECT count() FROM tenant_acme.sink_output" 4
+	"SELECT count() FROM tenant_acme.sink_output" "$((acme_sink + 1))"
 expect_code acme_writer_refused_globex_insert acme_writer "$wpw" \
 	"INSERT INTO tenant_globex.sink_output (query_id) VALUES ('intruder')" "$denied"
 expect_code acme_writer_refused_globex_select acme_writer "$wpw" \
@@ -199,7 +239,7 @@ expect_rows globex_untouched default "" \
 
 # Tenant B's reader, limited to loopback by its networks.
 expect_rows globex_reader_reads_own globex_reader "$gpw" \
-	"SELECT count() FROM tenant_globex.sink_output" 2
+	"SELECT count() FROM tenant_globex.sink_output" "$globex_sink"
 expect_code globex_reader_refused_acme globex_reader "$gpw" \
 	"SELECT count() FROM tenant_acme.sink_output" "$denied"
 

@@ -131,6 +131,9 @@ struct enc {
 	int64_t now;
 };
 
+/* The route stamped into test batches (0: the default route). */
+static uint32_t batch_route;
+
 static void
 enc_init(struct enc *x, uint32_t batch_rows, int codec)
 {
@@ -143,6 +146,7 @@ enc_init(struct enc *x, uint32_t batch_rows, int codec)
 		        .batch_bytes = 256 * 1024,
 		        .codec = codec,
 		        .gzip_level = 1,
+		        .route = batch_route,
 		};
 
 		assert_int_equal(
@@ -233,6 +237,7 @@ batches_free(struct batches *bs)
 /* How test batches are stored: corpus batches gzip'd, hand-written ones as they are. */
 static int corpus_codec = TL_BATCH_CODEC_GZIP;
 static int hand_codec = TL_BATCH_CODEC_NONE;
+
 
 /* @p n realistic events (30 % of queries fail, 10 % malformed) in batches of 64 rows. */
 static void
@@ -1125,6 +1130,66 @@ test_uplink_clickhouse_down_nothing_acked_then_exactly_once(void **state)
 	clickhouse_down("tl_up_down");
 }
 
+/*
+ * Two uplinks on one spool: the default route's and a route's (its own database, its
+ * main table renamed). Each takes only its route's batches and makes its own tables.
+ */
+static void
+test_uplink_routes_each_to_its_database(void **state)
+{
+	struct tl_uplink_route r = {.id = 0xabc, .database = "tl_up_route_b", .table = "events"};
+	struct batches a = {0}, b = {0};
+	struct tl_uplink_conf c;
+	struct tl_uplink *u0, *u1 = NULL;
+	struct tl_uplink_stats s0, s1;
+	struct sp x;
+
+	(void)state;
+	sql("DROP DATABASE IF EXISTS tl_up_route_b");
+	spool_open(&x);
+	corpus_batches(300, 31, &a);
+	batch_route = r.id;
+	corpus_batches(200, 32, &b);
+	batch_route = 0;
+	/* interleaved in the spool */
+	for (size_t i = 0; i < a.n || i < b.n; i++) {
+		if (i < a.n)
+			spool_put(&x, &a.b[i]);
+		if (i < b.n)
+			spool_put(&x, &b.b[i]);
+	}
+	assert_int_equal(tl_spool_flush(x.sp, 30 * SEC), 0);
+	u0 = up_start("tl_up_route_a", &x);
+	up_conf(&c, "tl_up_route_a");
+	assert_int_equal(tl_uplink_start_route(&c, schema, x.sp, &r, &u1), 0);
+	assert_int_equal(tl_uplink_drain(u0, DRAIN), 0);
+	assert_int_equal(tl_uplink_drain(u1, DRAIN), 0);
+	check_tables("tl_up_route_a", a.rows);
+	assert_int_equal(sql_u64("SELECT count() FROM tl_up_route_b.events"),
+	        b.rows[TL_BATCH_SINK_OUTPUT]);
+	assert_int_equal(sql_u64("SELECT count() FROM tl_up_route_b.error_events"),
+	        b.rows[TL_BATCH_ERROR_EVENTS]);
+	assert_int_equal(sql_u64("SELECT count() FROM tl_up_route_b.dead_letter"),
+	        b.rows[TL_BATCH_DEAD_LETTER]);
+	assert_int_equal(sql_u64("SELECT count() FROM system.tables WHERE database = "
+	                         "'tl_up_route_b' AND name = 'sink_output'"),
+	        0);
+	tl_uplink_stats(u0, &s0);
+	tl_uplink_stats(u1, &s1);
+	assert_int_equal(s0.records_delivered, a.n);
+	assert_int_equal(s1.records_delivered, b.n);
+	assert_int_equal(spool_records(&x), 0);
+	assert_string_equal(tl_uplink_database(u1), "tl_up_route_b");
+	tl_uplink_stop(u0);
+	tl_uplink_stop(u1);
+	/* bad names */
+	r.table = "no good";
+	assert_int_equal(tl_uplink_start_route(&c, schema, x.sp, &r, &u1), -EINVAL);
+	spool_close(&x);
+	batches_free(&a);
+	batches_free(&b);
+}
+
 static void
 test_uplink_clickhouse_down_streamed_exactly_once(void **state)
 {
@@ -1244,6 +1309,7 @@ main(void)
 	        cmocka_unit_test(test_uplink_already_landed_not_sent_again),
 	        cmocka_unit_test(test_uplink_clickhouse_down_nothing_acked_then_exactly_once),
 	        cmocka_unit_test(test_uplink_clickhouse_down_streamed_exactly_once),
+	        cmocka_unit_test(test_uplink_routes_each_to_its_database),
 	        cmocka_unit_test(test_uplink_prefix_landed_only_missing_rows_sent),
 	        cmocka_unit_test(test_uplink_streamed_plain_every_row_once),
 	        cmocka_unit_test(test_uplink_streamed_lz4_every_row_once),
