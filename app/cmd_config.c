@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "tl_app.h"
 #include "tl_cmd.h"
 #include "tl_error.h"
+#include "tl_route.h"
 
 static void
 config_usage(FILE *f)
@@ -92,10 +94,42 @@ print_keys(const struct tl_opt *t, const char *prefix)
 	}
 }
 
+/*
+ * What loading alone does not catch: patterns that do not compile (Hyperscan) and routing
+ * rules that do not build, each reported with its file:line, as `tapline run` would at
+ * start. The pattern cache is neither read nor written.
+ */
+static int
+check_compiled(const struct tl_app_config *cfg, const struct tl_schema *schema)
+{
+	static struct tl_classify_conf cc;
+	static struct tl_route_conf rc_conf;
+	struct tl_classify_db *db = NULL;
+	struct tl_route_table *rt = NULL;
+	char err[2048];
+	int rc;
+
+	cc = cfg->classify;
+	cc.cache_dir[0] = '\0';
+	rc = tl_classify_build(&cc, schema, &db, err, sizeof(err));
+	if (rc == 0 && cfg->routing.n_rules > 0) {
+		rc_conf = cfg->routing;
+		snprintf(rc_conf.default_database, sizeof(rc_conf.default_database), "%.*s",
+				(int)sizeof(rc_conf.default_database) - 1, cfg->uplink.database);
+		rc = tl_route_build(&rc_conf, schema, db, &rt, err, sizeof(err));
+	}
+	if (rc != 0)
+		fprintf(stderr, "%s\n", err);
+	tl_route_table_free(rt);
+	tl_classify_db_free(db);
+	return rc < 0 ? rc : rc > 0 ? -EINVAL : 0;
+}
+
 int
 tl_cmd_config(int argc, char **argv)
 {
 	static struct tl_app_config cfg;
+	struct tl_schema *schema = NULL;
 	int rc;
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -111,13 +145,17 @@ tl_cmd_config(int argc, char **argv)
 		config_usage(stderr);
 		return TL_EXIT_USAGE;
 	}
-	rc = tl_app_load(argv[2], &cfg, NULL, stderr);
+	rc = tl_app_load(argv[2], &cfg, strcmp(argv[1], "check") == 0 ? &schema : NULL, stderr);
 	if (rc < 0) {
 		if (rc != TL_E_CONFIG && rc != TL_E_SCHEMA)
 			fprintf(stderr, "%s: %s\n", argv[2], tl_strerror(rc));
 		return TL_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "check") == 0) {
+		rc = check_compiled(&cfg, schema);
+		tl_schema_free(schema);
+		if (rc < 0)
+			return TL_EXIT_USAGE;
 		printf("%s: ok\n", argv[2]);
 		return TL_EXIT_OK;
 	}

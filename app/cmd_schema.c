@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tl_app.h"
 #include "tl_batch.h"
@@ -131,6 +132,39 @@ print_ddl(const struct tl_schema *schema, const struct tl_route_table *routes)
 	return TL_EXIT_OK;
 }
 
+/*
+ * The error_patterns dimension table of the default database, as `tapline run` writes it
+ * at start (rows with loaded_at = now).
+ */
+static int
+print_patterns(const struct tl_app_config *cfg, const struct tl_schema *schema, const char *db)
+{
+	struct tl_classify_conf *cc = malloc(sizeof(*cc));
+	struct tl_classify_db *cdb = NULL;
+	char *err = malloc(ROUTE_ERR_MAX), **sql = NULL;
+	unsigned n = 0;
+	int rc = -ENOMEM;
+
+	if (cc != NULL && err != NULL) {
+		memcpy(cc, &cfg->classify, sizeof(*cc));
+		cc->cache_dir[0] = '\0';
+		rc = tl_classify_build(cc, schema, &cdb, err, ROUTE_ERR_MAX);
+		if (rc == TL_E_CONFIG)
+			fprintf(stderr, "%s\n", err);
+	}
+	if (rc == 0)
+		rc = tl_ddl_patterns(db, cdb, cfg->name, (uint32_t)time(NULL), &sql, &n);
+	for (unsigned i = 0; rc == 0 && i < n; i++)
+		printf("%s;\n", sql[i]);
+	if (rc < 0 && rc != TL_E_CONFIG)
+		fprintf(stderr, "tapline schema: error_patterns: %s\n", tl_strerror(rc));
+	tl_ddl_stmts_free(sql, n);
+	tl_classify_db_free(cdb);
+	free(cc);
+	free(err);
+	return rc == 0 ? TL_EXIT_OK : rc == TL_E_CONFIG ? TL_EXIT_USAGE : TL_EXIT_FAIL;
+}
+
 static int
 print_users(const struct tl_app_config *cfg, enum tl_grants_format fmt)
 {
@@ -236,6 +270,8 @@ tl_cmd_schema(int argc, char **argv)
 	rc = build_routes(&cfg, schema, db, &routes);
 	if (rc == TL_EXIT_OK)
 		rc = users ? print_users(&cfg, fmt) : print_ddl(schema, routes);
+	if (rc == TL_EXIT_OK && !users)
+		rc = print_patterns(&cfg, schema, db);
 	tl_route_table_free(routes);
 	tl_schema_free(schema);
 	return rc;

@@ -64,6 +64,27 @@ schema:
   time_column: query_text
 YAML
 expect 2 'schema' -- "$tapline" config check "$work/schema.yaml"
+# Patterns and routing rules are compiled by the check, as at start.
+cat > "$work/regex.yaml" <<'YAML'
+extends: spark
+classify:
+  patterns:
+    - id: x.bad
+      regex: '(unclosed'
+      category: c
+      severity: error
+YAML
+expect 2 "regex.yaml:4: pattern 'x.bad': does not compile" -- "$tapline" config check "$work/regex.yaml"
+cat > "$work/route.yaml" <<'YAML'
+extends: e6data-qpe
+routing:
+  rules:
+    - name: r1
+      field: database_name
+      matches: '[z-a]'
+      database: tenant_x
+YAML
+expect 2 "route.yaml:[0-9]+: routing rule 'r1'" -- "$tapline" config check "$work/route.yaml"
 
 # The bench runs end to end and prints every figure it promises (no thresholds here:
 # speed targets live in the bench output, not in tests).
