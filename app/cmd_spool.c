@@ -27,6 +27,7 @@
 
 #include "tl_app.h"
 #include "tl_batch.h"
+#include "tl_classify.h"
 #include "tl_cmd.h"
 #include "tl_encode.h"
 #include "tl_error.h"
@@ -544,7 +545,17 @@ put_json_str(FILE *f, const uint8_t *s, size_t n)
 
 /* ---- RowBinary rows ---- */
 
-enum col_kind { K_STRING, K_INT64, K_UINT64, K_FLOAT64, K_UINT8, K_DATETIME, K_FIXED16 };
+enum col_kind {
+	K_STRING,
+	K_INT64,
+	K_UINT64,
+	K_FLOAT64,
+	K_UINT8,
+	K_DATETIME,
+	K_FIXED16,
+	K_STRINGS,  /* Array(String) */
+	K_SEVERITY, /* Enum8 of the classification's severities */
+};
 
 struct col_dec {
 	const char *name;
@@ -573,6 +584,8 @@ parse_type(const char *type, struct col_dec *c)
 	        {"UInt8", K_UINT8},
 	        {"DateTime", K_DATETIME},
 	        {"FixedString(16)", K_FIXED16},
+	        {"Array(String)", K_STRINGS},
+	        {TL_ENCODE_SEVERITY_TYPE, K_SEVERITY},
 	};
 	char inner[32];
 	size_t len = strlen(type);
@@ -771,6 +784,38 @@ decode_row(FILE *f, const struct table_dec *td, const uint8_t *row, size_t len, 
 				fputc('"', f);
 			}
 			break;
+		case K_STRINGS: {
+			uint64_t k;
+
+			/* Every element takes a byte at least: a count beyond the row is no row. */
+			if (rd_varint(&r, &k) < 0 || k > (uint64_t)(r.end - r.p))
+				return -EBADMSG;
+			if (f)
+				fputc('[', f);
+			for (uint64_t j = 0; j < k; j++) {
+				if (rd_varint(&r, &v) < 0 || v > (uint64_t)(r.end - r.p) ||
+				        rd_take(&r, (size_t)v, &p) < 0)
+					return -EBADMSG;
+				if (f) {
+					if (j)
+						fputc(',', f);
+					put_json_str(f, p, (size_t)v);
+				}
+			}
+			if (f)
+				fputc(']', f);
+			break;
+		}
+		case K_SEVERITY: {
+			const char *name;
+
+			if (rd_take(&r, 1, &p) < 0 || p[0] >= TL_CLASSIFY_SEV_MAX)
+				return -EBADMSG;
+			name = tl_classify_severity_name(p[0]);
+			if (f)
+				put_json_str(f, (const uint8_t *)name, strlen(name));
+			break;
+		}
 		default:
 			return -EBADMSG;
 		}

@@ -1145,7 +1145,7 @@ test_uplink_routes_each_to_its_database(void **state)
 	struct sp x;
 
 	(void)state;
-	sql("DROP DATABASE IF EXISTS tl_up_route_b");
+	free(sql("DROP DATABASE IF EXISTS tl_up_route_b"));
 	spool_open(&x);
 	corpus_batches(300, 31, &a);
 	batch_route = r.id;
