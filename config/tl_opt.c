@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "tl_error.h"
+#include "tl_hex.h"
 #include "tl_log.h"
 #include "tl_opt.h"
 #include "tl_yaml.h"
@@ -217,18 +218,6 @@ tl_parse_bool(const char *text, bool *v)
 	return -EINVAL;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Digits only (no sign, no blanks), decimal, or hex after "0x" when @hex. A leading zero
  * does not mean octal. @end gets the first byte after the digits; the caller decides
@@ -247,9 +236,9 @@ scan_u64(const char *s, bool hex, uint64_t *v, const char **end)
 		base = 16;
 		p += 2;
 	}
-	if (base == 10 ? !(*p >= '0' && *p <= '9') : hexval(*p) < 0)
+	if (base == 10 ? !(*p >= '0' && *p <= '9') : tl_hexval(*p) < 0)
 		return -EINVAL;
-	for (; (d = base == 10 ? (*p >= '0' && *p <= '9' ? *p - '0' : -1) : hexval(*p)) >= 0; p++) {
+	for (; (d = base == 10 ? (*p >= '0' && *p <= '9' ? *p - '0' : -1) : tl_hexval(*p)) >= 0; p++) {
 		if (x > (UINT64_MAX - (uint64_t)d) / base)
 			over = true;
 		else

@@ -19,6 +19,7 @@
 
 #include "tl_error.h"
 #include "tl_frame.h"
+#include "tl_hex.h"
 
 /* A keys file holds ids and hex keys: a few hundred KB at TL_FRAME_MAX_KEYS. Anything far
  * larger is not a keys file. */
@@ -541,18 +542,6 @@ parse_dec(const uint8_t *s, size_t n, uint64_t max, uint64_t *out)
 	return true;
 }
 
-static int
-hex_val(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * One line of a keys file (without its '\n'). @return 1 and *k filled, 0 for a blank or
  * comment line, -1 with *msg set.
@@ -604,7 +593,7 @@ parse_key_line(const uint8_t *s, size_t n, struct key *k, const char **msg)
 		return -1;
 	}
 	for (size_t j = 0; j < tlen[2] / 2; j++) {
-		int hi = hex_val(tok[2][2 * j]), lo = hex_val(tok[2][2 * j + 1]);
+		int hi = tl_hexval(tok[2][2 * j]), lo = tl_hexval(tok[2][2 * j + 1]);
 
 		if (hi < 0 || lo < 0) {
 			*msg = "key must be hex digits only";

@@ -19,6 +19,7 @@
 #include "tl_ch.h"
 #include "tl_chblock.h"
 #include "tl_error.h"
+#include "tl_hex.h"
 #include "tl_log.h"
 
 #define MS (UINT64_C(1000000))
@@ -172,18 +173,6 @@ valid_query_id(const char *id)
 	return n > 0;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode [s, s+n) into out (cap bytes). @return 0, or -1 if malformed/too long. */
 static int
 pct_decode(const char *s, size_t n, char *out, size_t cap)
@@ -198,8 +187,8 @@ pct_decode(const char *s, size_t n, char *out, size_t cap)
 
 			if (i + 2 >= n)
 				return -1;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = tl_hexval(s[i + 1]);
+			lo = tl_hexval(s[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (char)(hi * 16 + lo);
