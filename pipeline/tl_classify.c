@@ -37,6 +37,7 @@
 #include "tl_classify.h"
 #include "tl_error.h"
 #include "tl_log.h"
+#include "tl_report.h"
 
 /* Field key of `raw` (column indices are 0 .. TL_SCHEMA_MAX_COLS - 1). */
 #define FIELD_RAW TL_SCHEMA_MAX_COLS
@@ -49,7 +50,6 @@
 /* A database of 512 patterns is a few MiB; anything far larger is not ours. */
 #define CACHE_MAX_FILE (1ull << 30)
 /* Room kept at the end of the error buffer for "(N more problems)". */
-#define ERR_TRAILER 40
 
 struct cache_hdr {
 	char magic[8];
@@ -171,77 +171,15 @@ static const struct {
 
 /* ---- problem reporting ------------------------------------------------------------ */
 
-struct report {
-	char *buf;
-	size_t len;
-	size_t used;
-	unsigned n;       /* problems reported */
-	unsigned dropped; /* problems that did not fit */
-};
-
-/* @s made safe to print: controls escaped, cut at about 60 bytes. */
-static void
-printable(char *dst, size_t len, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s != '\0' && o + 5 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (o > 60) {
-			memcpy(dst + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\')
-			o += (size_t)snprintf(dst + o, len - o, "\\x%02x", c);
-		else
-			dst[o++] = (char)c;
-	}
-	dst[o] = '\0';
-}
-
+/* A problem of pattern @p p (NULL: of the section as a whole). */
 static void __attribute__((format(printf, 3, 4)))
-problem(struct report *r, const struct tl_classify_pattern_def *p, const char *fmt, ...)
+problem(struct tl_report *r, const struct tl_classify_pattern_def *p, const char *fmt, ...)
 {
-	char line[1536], msg[1024], id[128];
 	va_list ap;
-	size_t n;
 
-	r->n++;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	tl_report_vadd(r, p ? "pattern" : NULL, p ? p->id : NULL, p ? &p->loc : NULL, fmt, ap);
 	va_end(ap);
-	if (p == NULL) {
-		snprintf(line, sizeof(line), "%s", msg);
-	} else {
-		printable(id, sizeof(id), p->id);
-		if (p->loc.file[0] != '\0' && p->loc.line != 0)
-			snprintf(line, sizeof(line), "%s:%u: pattern '%s': %s", p->loc.file,
-			        p->loc.line, id, msg);
-		else
-			snprintf(line, sizeof(line), "pattern '%s': %s", id, msg);
-	}
-	if (r->buf == NULL || r->len == 0)
-		return;
-	n = strlen(line) + (r->used > 0);
-	if (r->used + n + 1 > r->len - (r->len > ERR_TRAILER * 2 ? ERR_TRAILER : 0)) {
-		r->dropped++;
-		return;
-	}
-	if (r->used > 0)
-		r->buf[r->used++] = '\n';
-	memcpy(r->buf + r->used, line, strlen(line) + 1);
-	r->used += strlen(line);
-}
-
-static void
-report_finish(struct report *r)
-{
-	if (r->dropped == 0 || r->buf == NULL || r->len == 0)
-		return;
-	snprintf(r->buf + r->used, r->len - r->used, "%s(%u more problems)", r->used ? "\n" : "",
-	        r->dropped);
 }
 
 /* ---- validation ------------------------------------------------------------------- */
@@ -280,7 +218,7 @@ scannable_fields(char *buf, size_t len, const struct tl_schema *schema)
  * after reporting against @p p (or against `classify.fields` when @p p is NULL).
  */
 static int
-resolve_field(struct report *r, const struct tl_classify_pattern_def *p,
+resolve_field(struct tl_report *r, const struct tl_classify_pattern_def *p,
         const struct tl_schema *schema, const char *name)
 {
 	char shown[128], valid[1024];
@@ -289,7 +227,7 @@ resolve_field(struct report *r, const struct tl_classify_pattern_def *p,
 
 	if (strcmp(name, "raw") == 0)
 		return FIELD_RAW;
-	printable(shown, sizeof(shown), name);
+	tl_report_printable(shown, sizeof(shown), name);
 	c = tl_schema_col_index(schema, name);
 	if (c < 0) {
 		scannable_fields(valid, sizeof(valid), schema);
@@ -309,7 +247,7 @@ resolve_field(struct report *r, const struct tl_classify_pattern_def *p,
 
 /* Hyperscan flags of @p p, or report what is wrong. @return false if a flag is bad. */
 static bool
-pattern_flags(struct report *r, const struct tl_classify_pattern_def *p, unsigned *out)
+pattern_flags(struct tl_report *r, const struct tl_classify_pattern_def *p, unsigned *out)
 {
 	unsigned f = HS_FLAG_SINGLEMATCH;
 	char shown[64];
@@ -332,7 +270,7 @@ pattern_flags(struct report *r, const struct tl_classify_pattern_def *p, unsigne
 			        "empty string would match every event");
 			continue;
 		}
-		printable(shown, sizeof(shown), p->flags[i]);
+		tl_report_printable(shown, sizeof(shown), p->flags[i]);
 		problem(r, p,
 		        "unknown flag '%s' (valid: caseless, dotall, multiline, utf8, ucp, "
 		        "singlematch)",
@@ -636,7 +574,7 @@ hs_errno(hs_error_t e)
  * regex in one go.
  */
 static int
-compile(struct report *r, const struct tl_classify_conf *conf, const unsigned *flags,
+compile(struct tl_report *r, const struct tl_classify_conf *conf, const unsigned *flags,
         hs_database_t **out)
 {
 	uint32_t n = conf->n_patterns;
@@ -723,7 +661,7 @@ copy_strings(struct tl_classify_db *db, const struct tl_classify_conf *conf)
 
 /* Validate @p conf, resolve fields to slots and fill the per-pattern tables of @p db. */
 static void
-validate(struct report *r, const struct tl_classify_conf *conf, const struct tl_schema *schema,
+validate(struct tl_report *r, const struct tl_classify_conf *conf, const struct tl_schema *schema,
         struct tl_classify_db *db, unsigned *flags)
 {
 	int slot_of[FIELD_RAW + 1];
@@ -753,7 +691,7 @@ validate(struct report *r, const struct tl_classify_conf *conf, const struct tl_
 			}
 		}
 		if (!valid_name(p->category)) {
-			printable(shown, sizeof(shown), p->category);
+			tl_report_printable(shown, sizeof(shown), p->category);
 			problem(r, p,
 			        "category '%s' must be 1 to 63 characters of a-z, 0-9, '_', '.', "
 			        "'-'",
@@ -818,7 +756,7 @@ int
 tl_classify_build(const struct tl_classify_conf *conf, const struct tl_schema *schema,
         struct tl_classify_db **out, char *err, size_t errlen)
 {
-	struct report r = {.buf = err, .len = errlen};
+	struct tl_report r = {.buf = err, .len = errlen};
 	struct tl_classify_db *db = NULL;
 	char path[TL_CLASSIFY_PATH_MAX + 64], why[512];
 	unsigned *flags = NULL;
@@ -836,7 +774,7 @@ tl_classify_build(const struct tl_classify_conf *conf, const struct tl_schema *s
 	n = conf->n_patterns;
 	if (n > TL_CLASSIFY_MAX_PATTERNS) {
 		problem(&r, NULL, "classify: %u patterns, at most %d", n, TL_CLASSIFY_MAX_PATTERNS);
-		report_finish(&r);
+		tl_report_finish(&r);
 		return TL_E_CONFIG;
 	}
 	db = calloc(1, sizeof(*db));
@@ -897,7 +835,7 @@ done:
 	*out = db;
 	return 0;
 fail:
-	report_finish(&r);
+	tl_report_finish(&r);
 	free(flags);
 	tl_classify_db_free(db);
 	return rc;

@@ -40,10 +40,10 @@
 
 #include "tl_error.h"
 #include "tl_json.h"
+#include "tl_report.h"
 #include "tl_route.h"
 
 /* Room kept at the end of the error buffer for "(N more problems)". */
-#define ERR_TRAILER 40
 #define NO_RULE UINT16_MAX
 
 const char *const tl_route_access_names[] = {
@@ -190,89 +190,23 @@ struct tl_route_scratch {
 
 /* ---- problem reporting ------------------------------------------------------------ */
 
-struct report {
-	char *buf;
-	size_t len;
-	size_t used;
-	unsigned n;       /* problems reported */
-	unsigned dropped; /* problems that did not fit */
-};
-
-/* @s made safe to print: controls, quotes and backslashes escaped, cut at ~60 bytes. */
-static void
-printable(char *dst, size_t len, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s != '\0' && o + 5 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (o > 60) {
-			memcpy(dst + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\')
-			o += (size_t)snprintf(dst + o, len - o, "\\x%02x", c);
-		else
-			dst[o++] = (char)c;
-	}
-	dst[o] = '\0';
-}
-
-static void
-add_line(struct report *r, const char *line)
-{
-	size_t n;
-
-	r->n++;
-	if (r->buf == NULL || r->len == 0)
-		return;
-	n = strlen(line) + (r->used > 0);
-	if (r->used + n + 1 > r->len - (r->len > ERR_TRAILER * 2 ? ERR_TRAILER : 0)) {
-		r->dropped++;
-		return;
-	}
-	if (r->used > 0)
-		r->buf[r->used++] = '\n';
-	memcpy(r->buf + r->used, line, strlen(line) + 1);
-	r->used += strlen(line);
-}
-
-/* One problem about the element @p what '@p name' written at @p loc (NULL: none). */
-static void __attribute__((format(printf, 5, 6))) problem(struct report *r, const char *what,
+/* One problem about the element routing @p what '@p name' written at @p loc (@p what
+ * NULL: a problem of the section as a whole). */
+static void __attribute__((format(printf, 5, 6))) problem(struct tl_report *r, const char *what,
         const char *name, const struct tl_opt_loc *loc, const char *fmt, ...)
 {
-	char line[1536], msg[1024], shown[128];
+	char kind[32];
 	va_list ap;
 
+	if (what != NULL)
+		snprintf(kind, sizeof(kind), "routing %s", what);
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	tl_report_vadd(r, what ? kind : NULL, name, loc, fmt, ap);
 	va_end(ap);
-	if (what == NULL) {
-		snprintf(line, sizeof(line), "%s", msg);
-	} else {
-		printable(shown, sizeof(shown), name);
-		if (loc != NULL && loc->file[0] != '\0' && loc->line != 0)
-			snprintf(line, sizeof(line), "%s:%u: routing %s '%s': %s", loc->file,
-			        loc->line, what, shown, msg);
-		else
-			snprintf(line, sizeof(line), "routing %s '%s': %s", what, shown, msg);
-	}
-	add_line(r, line);
 }
 
 #define rule_problem(r, d, ...) problem((r), "rule", (d)->name, &(d)->loc, __VA_ARGS__)
 #define user_problem(r, u, ...) problem((r), "user", (u)->name, &(u)->loc, __VA_ARGS__)
-
-static void
-report_finish(struct report *r)
-{
-	if (r->dropped == 0 || r->buf == NULL || r->len == 0)
-		return;
-	snprintf(r->buf + r->used, r->len - r->used, "%s(%u more problems)", r->used ? "\n" : "",
-	        r->dropped);
-}
 
 /* ---- names ------------------------------------------------------------------------ */
 
@@ -394,7 +328,7 @@ struct resolved {
 };
 
 static int
-rule_kind(struct report *r, const struct tl_route_rule_def *d)
+rule_kind(struct tl_report *r, const struct tl_route_rule_def *d)
 {
 	bool set[K_MAX] = {
 	        d->equals[0] != '\0', d->n_in > 0, d->matches[0] != '\0', d->pattern[0] != '\0'};
@@ -422,7 +356,7 @@ rule_kind(struct report *r, const struct tl_route_rule_def *d)
 }
 
 static void
-validate_rule(struct report *r, const struct tl_route_conf *conf, uint32_t i,
+validate_rule(struct tl_report *r, const struct tl_route_conf *conf, uint32_t i,
         const struct tl_schema *schema, const struct tl_classify_db *classify, struct resolved *out)
 {
 	const struct tl_route_rule_def *d = &conf->rules[i];
@@ -444,7 +378,7 @@ validate_rule(struct report *r, const struct tl_route_conf *conf, uint32_t i,
 			rule_problem(r, d, "duplicate name (also rule %u)", j);
 		break;
 	}
-	printable(shown, sizeof(shown), d->database);
+	tl_report_printable(shown, sizeof(shown), d->database);
 	if (!tl_route_ident_valid(d->database)) {
 		rule_problem(r, d,
 		        "database '%s' is not a valid name: 1 to 63 letters, digits or '_', not "
@@ -455,7 +389,7 @@ validate_rule(struct report *r, const struct tl_route_conf *conf, uint32_t i,
 		rule_problem(r, d, "database '%s' is reserved by ClickHouse", shown);
 		ok = false;
 	}
-	printable(shown, sizeof(shown), d->table);
+	tl_report_printable(shown, sizeof(shown), d->table);
 	if (!tl_route_ident_valid(d->table)) {
 		rule_problem(r, d,
 		        "table '%s' is not a valid name: 1 to 63 letters, digits or '_', not "
@@ -484,7 +418,7 @@ validate_rule(struct report *r, const struct tl_route_conf *conf, uint32_t i,
 	if (out->kind < 0)
 		return;
 	if (out->kind == K_PATTERN) {
-		printable(shown, sizeof(shown), d->pattern);
+		tl_report_printable(shown, sizeof(shown), d->pattern);
 		if (d->field[0] != '\0') {
 			rule_problem(r, d,
 			        "field has no meaning with pattern (the pattern's own fields are "
@@ -504,7 +438,7 @@ validate_rule(struct report *r, const struct tl_route_conf *conf, uint32_t i,
 		rule_problem(r, d, "field is required with %s", kind_names[out->kind]);
 		ok = false;
 	} else if ((out->col = tl_schema_col_index(schema, d->field)) < 0) {
-		printable(shown, sizeof(shown), d->field);
+		tl_report_printable(shown, sizeof(shown), d->field);
 		column_list(cols, sizeof(cols), schema);
 		rule_problem(r, d, "unknown field '%s' (valid: %s)", shown, cols);
 		ok = false;
@@ -536,7 +470,7 @@ listed(const struct tl_route_user_def *u, uint32_t d)
 }
 
 static void
-validate_user(struct report *r, const struct tl_route_conf *conf, uint32_t i)
+validate_user(struct tl_report *r, const struct tl_route_conf *conf, uint32_t i)
 {
 	const struct tl_route_user_def *u = &conf->users[i];
 	char shown[160];
@@ -572,7 +506,7 @@ validate_user(struct report *r, const struct tl_route_conf *conf, uint32_t i)
 	if (u->n_databases == 0)
 		user_problem(r, u, "no databases: list the databases the user may use");
 	for (uint32_t d = 0; d < u->n_databases && d < TL_ROUTE_USER_MAX_DBS; d++) {
-		printable(shown, sizeof(shown), u->databases[d]);
+		tl_report_printable(shown, sizeof(shown), u->databases[d]);
 		if (!tl_route_ident_valid(u->databases[d]))
 			user_problem(r, u, "database '%s' is not a valid name", shown);
 		else if (d > 0 && listed(u, d))
@@ -586,7 +520,7 @@ validate_user(struct report *r, const struct tl_route_conf *conf, uint32_t i)
 	for (uint32_t n = 0; n < u->n_networks && n < TL_ROUTE_MAX_NETWORKS; n++) {
 		if (tl_route_network_valid(u->networks[n]))
 			continue;
-		printable(shown, sizeof(shown), u->networks[n]);
+		tl_report_printable(shown, sizeof(shown), u->networks[n]);
 		user_problem(r, u, "network '%s' is not an IP address or CIDR block", shown);
 	}
 	if (u->access < 0 || u->access >= TL_ROUTE_ACCESS_MAX)
@@ -763,7 +697,7 @@ hs_errno(hs_error_t e)
  * compile itself can then only fail on the set as a whole.
  */
 static int
-make_re(struct report *r, struct tl_route_table *t, const struct tl_route_conf *conf,
+make_re(struct tl_report *r, struct tl_route_table *t, const struct tl_route_conf *conf,
         const struct resolved *res, const struct tl_schema *schema)
 {
 	const struct tl_limits *lim = tl_schema_limits(schema);
@@ -887,7 +821,7 @@ tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
         const struct tl_classify_db *classify, struct tl_route_table **out, char *err,
         size_t errlen)
 {
-	struct report r = {.buf = err, .len = errlen};
+	struct tl_report r = {.buf = err, .len = errlen};
 	struct tl_route_table *t = NULL;
 	struct resolved *res = NULL;
 	char shown[160];
@@ -903,11 +837,11 @@ tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
 	if (n > TL_ROUTE_MAX_RULES || conf->n_users > TL_ROUTE_MAX_USERS) {
 		problem(&r, NULL, NULL, NULL, "routing: %u rules and %u users, at most %d and %d",
 		        n, conf->n_users, TL_ROUTE_MAX_RULES, TL_ROUTE_MAX_USERS);
-		report_finish(&r);
+		tl_report_finish(&r);
 		return TL_E_CONFIG;
 	}
 	if (!tl_route_ident_valid(conf->default_database)) {
-		printable(shown, sizeof(shown), conf->default_database);
+		tl_report_printable(shown, sizeof(shown), conf->default_database);
 		problem(&r, NULL, NULL, NULL,
 		        "routing: the default database '%s' (uplink.database) is not a valid name",
 		        shown);
@@ -936,7 +870,7 @@ tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
 	*out = t;
 	return 0;
 fail:
-	report_finish(&r);
+	tl_report_finish(&r);
 	free(res);
 	tl_route_table_free(t);
 	return rc;
