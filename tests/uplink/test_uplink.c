@@ -535,12 +535,73 @@ test_uplink_bad_arguments_einval(void **state)
 	assert_int_equal(tl_uplink_start(&c, schema, x.sp, &u), -EINVAL);
 	assert_null(u);
 	assert_int_equal(tl_uplink_set_appliance_id(NULL, "x"), -EINVAL);
+	assert_int_equal(tl_uplink_set_statements(NULL, NULL, 0), -EINVAL);
+	assert_null(tl_uplink_database(NULL));
 	memset(&st, 0xab, sizeof(st));
 	tl_uplink_stats(NULL, &st);
 	assert_int_equal(st.inserts_ok, 0);
 	assert_int_equal(st.latency_ns[39], 0);
 	tl_uplink_stop(NULL);
 	spool_close(&x);
+}
+
+/*
+ * Statements run after the DDL, in order; one that fails (its table does not exist yet)
+ * is retried with the whole set until it succeeds; a new set replaces the old one.
+ */
+static void
+test_uplink_statements_retried_until_they_succeed(void **state)
+{
+	const char *first[] = {
+	        "INSERT INTO tl_up_stmt_b.t VALUES (1)",
+	        "INSERT INTO tl_up_stmt_b.t VALUES (2)",
+	};
+	const char *bad[] = {"SELECT 1", NULL};
+	struct tl_uplink_stats st;
+	struct tl_uplink *u;
+	struct sp x;
+	int i;
+
+	(void)state;
+	free(sql("DROP DATABASE IF EXISTS tl_up_stmt_b"));
+	spool_open(&x);
+	u = up_start("tl_up_stmt", &x);
+	assert_int_equal(tl_uplink_set_statements(u, bad, 2), -EINVAL);
+	assert_int_equal(tl_uplink_set_statements(u, NULL, 1), -EINVAL);
+	assert_int_equal(tl_uplink_set_statements(u, first, 2), 0);
+	wait_connected(u);
+	/* It keeps failing: the table is not there. */
+	for (i = 0; i < 6000; i++) {
+		tl_uplink_stats(u, &st);
+		if (st.statements_run == 0 && i > 50)
+			break;
+		usleep(10000);
+	}
+	tl_uplink_stats(u, &st);
+	assert_int_equal(st.statements_run, 0);
+	free(sql("CREATE DATABASE tl_up_stmt_b"));
+	free(sql("CREATE TABLE tl_up_stmt_b.t (x UInt8) ENGINE = Memory"));
+	for (i = 0; i < 6000; i++) {
+		tl_uplink_stats(u, &st);
+		if (st.statements_run >= 1)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(st.statements_run, 1);
+	assert_int_equal(sql_u64("SELECT sum(x) FROM tl_up_stmt_b.t"), 3);
+	/* A new set: run once more, in order. */
+	assert_int_equal(tl_uplink_set_statements(u, first + 1, 1), 0);
+	for (i = 0; i < 6000; i++) {
+		tl_uplink_stats(u, &st);
+		if (st.statements_run >= 2)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(st.statements_run, 2);
+	assert_int_equal(sql_u64("SELECT sum(x) FROM tl_up_stmt_b.t"), 5);
+	tl_uplink_stop(u);
+	spool_close(&x);
+	free(sql("DROP DATABASE tl_up_stmt_b"));
 }
 
 static void
@@ -1302,6 +1363,7 @@ main(void)
 	        cmocka_unit_test(test_uplink_server_down_at_start_nothing_acked),
 	};
 	const struct CMUnitTest server[] = {
+	        cmocka_unit_test(test_uplink_statements_retried_until_they_succeed),
 	        cmocka_unit_test(test_uplink_tables_missing_created_every_row_lands_once),
 	        cmocka_unit_test(test_uplink_poisoned_batch_bisected_rest_delivered),
 	        cmocka_unit_test(test_uplink_corrupt_rows_dead_lettered_before_sending),
