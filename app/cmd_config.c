@@ -103,7 +103,6 @@ static int
 check_compiled(const struct tl_app_config *cfg, const struct tl_schema *schema)
 {
 	static struct tl_classify_conf cc;
-	static struct tl_route_conf rc_conf;
 	struct tl_classify_db *db = NULL;
 	struct tl_route_table *rt = NULL;
 	char err[2048];
@@ -112,12 +111,9 @@ check_compiled(const struct tl_app_config *cfg, const struct tl_schema *schema)
 	cc = cfg->classify;
 	cc.cache_dir[0] = '\0';
 	rc = tl_classify_build(&cc, schema, &db, err, sizeof(err));
-	if (rc == 0 && cfg->routing.n_rules > 0) {
-		rc_conf = cfg->routing;
-		snprintf(rc_conf.default_database, sizeof(rc_conf.default_database), "%.*s",
-				(int)sizeof(rc_conf.default_database) - 1, cfg->uplink.database);
-		rc = tl_route_build(&rc_conf, schema, db, &rt, err, sizeof(err));
-	}
+	if (rc == 0 && cfg->routing.n_rules > 0)
+		rc = tl_route_build(&cfg->routing, cfg->uplink.database, schema, db, &rt, err,
+				sizeof(err));
 	if (rc != 0)
 		fprintf(stderr, "%s\n", err);
 	tl_route_table_free(rt);

@@ -176,18 +176,10 @@ static int
 build_routes(const struct live_out *lo, const struct tl_app_config *cfg,
 		const struct tl_schema *schema, struct tl_live_gen *g, char *err, size_t errlen)
 {
-	static struct tl_route_conf rc_conf; /* 2.7 MB: not on a stack; one builder at a time */
-	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-	int rc;
-
 	if (cfg->routing.n_rules == 0)
 		return 0;
-	pthread_mutex_lock(&mu);
-	rc_conf = cfg->routing;
-	snprintf(rc_conf.default_database, sizeof(rc_conf.default_database), "%s", lo->database);
-	rc = tl_route_set_build(&rc_conf, schema, g->db, lo->n_workers, &g->routes, err, errlen);
-	pthread_mutex_unlock(&mu);
-	return rc;
+	return tl_route_set_build(&cfg->routing, lo->database, schema, g->db, lo->n_workers,
+			&g->routes, err, errlen);
 }
 
 /* tl_reload_conf.prepare: a reloaded profile's routing goes with its patterns. */

@@ -72,7 +72,7 @@ needs_classify(const struct tl_app_config *cfg)
  * to /var/lib). @return an exit code; problems are reported on stderr.
  */
 static int
-build_routes(struct tl_app_config *cfg, const struct tl_schema *schema, const char *db,
+build_routes(const struct tl_app_config *cfg, const struct tl_schema *schema, const char *db,
         struct tl_route_table **out)
 {
 	struct tl_classify_conf *cc = NULL;
@@ -82,9 +82,6 @@ build_routes(struct tl_app_config *cfg, const struct tl_schema *schema, const ch
 
 	if (err == NULL)
 		goto nomem;
-	/* db was checked with tl_route_ident_valid(): it fits. */
-	snprintf(cfg->routing.default_database, sizeof(cfg->routing.default_database), "%.*s",
-	        (int)sizeof(cfg->routing.default_database) - 1, db);
 	if (needs_classify(cfg)) {
 		cc = malloc(sizeof(*cc));
 		if (cc == NULL)
@@ -98,7 +95,7 @@ build_routes(struct tl_app_config *cfg, const struct tl_schema *schema, const ch
 			goto out;
 		}
 	}
-	rc = tl_route_build(&cfg->routing, schema, cdb, out, err, ROUTE_ERR_MAX);
+	rc = tl_route_build(&cfg->routing, db, schema, cdb, out, err, ROUTE_ERR_MAX);
 	if (rc < 0) {
 		fprintf(stderr, "%s\n", rc == TL_E_CONFIG ? err : tl_strerror(rc));
 		ex = rc == TL_E_CONFIG ? TL_EXIT_USAGE : TL_EXIT_FAIL;

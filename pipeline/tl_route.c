@@ -449,9 +449,9 @@ validate_rule(struct tl_report *r, const struct tl_route_conf *conf, uint32_t i,
 
 /* Is @p db produced by the default route or a rule? */
 static bool
-produced(const struct tl_route_conf *conf, const char *db)
+produced(const struct tl_route_conf *conf, const char *defdb, const char *db)
 {
-	if (strcmp(conf->default_database, db) == 0)
+	if (strcmp(defdb, db) == 0)
 		return true;
 	for (uint32_t i = 0; i < conf->n_rules; i++)
 		if (strcmp(conf->rules[i].database, db) == 0)
@@ -470,7 +470,7 @@ listed(const struct tl_route_user_def *u, uint32_t d)
 }
 
 static void
-validate_user(struct tl_report *r, const struct tl_route_conf *conf, uint32_t i)
+validate_user(struct tl_report *r, const struct tl_route_conf *conf, const char *defdb, uint32_t i)
 {
 	const struct tl_route_user_def *u = &conf->users[i];
 	char shown[160];
@@ -511,11 +511,11 @@ validate_user(struct tl_report *r, const struct tl_route_conf *conf, uint32_t i)
 			user_problem(r, u, "database '%s' is not a valid name", shown);
 		else if (d > 0 && listed(u, d))
 			user_problem(r, u, "database '%s' is listed twice", shown);
-		else if (!produced(conf, u->databases[d]))
+		else if (!produced(conf, defdb, u->databases[d]))
 			user_problem(r, u,
 			        "database '%s' is produced by no rule and is not the default "
 			        "database '%s'",
-			        shown, conf->default_database);
+			        shown, defdb);
 	}
 	for (uint32_t n = 0; n < u->n_networks && n < TL_ROUTE_MAX_NETWORKS; n++) {
 		if (tl_route_network_valid(u->networks[n]))
@@ -551,7 +551,7 @@ eq_field_cmp(const void *a, const void *b)
 
 /* The routes: 0 = default, then each distinct (database, table) in rule order. */
 static int
-make_routes(struct tl_route_table *t, const struct tl_route_conf *conf)
+make_routes(struct tl_route_table *t, const struct tl_route_conf *conf, const char *defdb)
 {
 	uint32_t n = conf->n_rules;
 
@@ -562,7 +562,7 @@ make_routes(struct tl_route_table *t, const struct tl_route_conf *conf)
 	if (t->route_db == NULL || t->route_tbl == NULL || t->rule_route == NULL ||
 	        t->rule_name == NULL)
 		return -ENOMEM;
-	snprintf(t->route_db[0], TL_ROUTE_IDENT_MAX, "%s", conf->default_database);
+	snprintf(t->route_db[0], TL_ROUTE_IDENT_MAX, "%s", defdb);
 	snprintf(t->route_tbl[0], TL_ROUTE_IDENT_MAX, "%s", TL_ROUTE_DEFAULT_TABLE);
 	t->n_routes = 1;
 	for (uint32_t i = 0; i < n; i++) {
@@ -817,9 +817,9 @@ make_pat(struct tl_route_table *t, const struct tl_route_conf *conf, const struc
 }
 
 int
-tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
-        const struct tl_classify_db *classify, struct tl_route_table **out, char *err,
-        size_t errlen)
+tl_route_build(const struct tl_route_conf *conf, const char *defdb,
+        const struct tl_schema *schema, const struct tl_classify_db *classify,
+        struct tl_route_table **out, char *err, size_t errlen)
 {
 	struct tl_report r = {.buf = err, .len = errlen};
 	struct tl_route_table *t = NULL;
@@ -830,7 +830,7 @@ tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
-	if (out == NULL || conf == NULL || schema == NULL)
+	if (out == NULL || conf == NULL || defdb == NULL || schema == NULL)
 		return -EINVAL;
 	*out = NULL;
 	n = conf->n_rules;
@@ -840,8 +840,8 @@ tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
 		tl_report_finish(&r);
 		return TL_E_CONFIG;
 	}
-	if (!tl_route_ident_valid(conf->default_database)) {
-		tl_report_printable(shown, sizeof(shown), conf->default_database);
+	if (!tl_route_ident_valid(defdb)) {
+		tl_report_printable(shown, sizeof(shown), defdb);
 		problem(&r, NULL, NULL, NULL,
 		        "routing: the default database '%s' (uplink.database) is not a valid name",
 		        shown);
@@ -858,11 +858,11 @@ tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
 	for (uint32_t i = 0; i < n; i++)
 		validate_rule(&r, conf, i, schema, classify, &res[i]);
 	for (uint32_t i = 0; i < conf->n_users; i++)
-		validate_user(&r, conf, i);
+		validate_user(&r, conf, defdb, i);
 	rc = TL_E_CONFIG;
 	if (r.n > 0)
 		goto fail;
-	if ((rc = make_routes(t, conf)) < 0 || (rc = make_eq(t, conf, res, schema)) < 0 ||
+	if ((rc = make_routes(t, conf, defdb)) < 0 || (rc = make_eq(t, conf, res, schema)) < 0 ||
 	        (rc = make_pat(t, conf, res, classify)) < 0 ||
 	        (rc = make_re(&r, t, conf, res, schema)) != 0)
 		goto fail;
@@ -1123,9 +1123,9 @@ tl_route_set_free(struct tl_route_set *set)
 }
 
 int
-tl_route_set_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
-        const struct tl_classify_db *cdb, unsigned n_workers, struct tl_route_set **out,
-        char *err, size_t errlen)
+tl_route_set_build(const struct tl_route_conf *conf, const char *defdb,
+        const struct tl_schema *schema, const struct tl_classify_db *cdb, unsigned n_workers,
+        struct tl_route_set **out, char *err, size_t errlen)
 {
 	struct tl_route_set *set;
 	int rc;
@@ -1137,7 +1137,7 @@ tl_route_set_build(const struct tl_route_conf *conf, const struct tl_schema *sch
 		return -EINVAL;
 	if ((set = calloc(1, sizeof(*set))) == NULL)
 		return -ENOMEM;
-	rc = tl_route_build(conf, schema, cdb, &set->table, err, errlen);
+	rc = tl_route_build(conf, defdb, schema, cdb, &set->table, err, errlen);
 	for (unsigned w = 0; rc == 0 && w < n_workers; w++) {
 		rc = tl_route_scratch_alloc(set->table, &set->scratch[w]);
 		set->n_workers = w + (rc == 0);

@@ -19,7 +19,7 @@
  *           databases: [tenant_acme]
  *           access: read             # read (SELECT) | write (INSERT + SELECT)
  *
- * Routes: route 0 is the default route (conf->default_database, table sink_output): events
+ * Routes: route 0 is the default route (the default database, table sink_output): events
  * no rule matches go there. Every other route is a distinct (database, table) pair some
  * rule names, numbered in the order the rules first name them; rules naming the same pair
  * share a route, and a rule naming the default pair routes to 0. error_events and
@@ -121,12 +121,6 @@ struct tl_route_conf {
 	uint32_t n_rules;
 	struct tl_route_user_def users[TL_ROUTE_MAX_USERS];
 	uint32_t n_users;
-	/**
-	 * Database of the default route. Not a profile key: the caller sets it before
-	 * tl_route_build(), normally to the uplink's effective database (uplink.database,
-	 * or the URL's ?database=).
-	 */
-	char default_database[TL_ROUTE_IDENT_MAX];
 };
 
 /** Option table of the `routing:` section (see tl_opt.h). */
@@ -174,8 +168,9 @@ int tl_route_network_valid(const char *net);
  * produces, a network that is not an IP address or CIDR block. All validation problems
  * are reported at once; then compile errors.
  *
- * @param conf      the `routing:` section, with default_database set; copied, the caller
- *                  may free it afterwards.
+ * @param conf      the `routing:` section; copied, the caller may free it afterwards.
+ * @param defdb     database of the default route: normally the uplink's effective
+ *                  database (uplink.database, or the URL's ?database=).
  * @param schema    the compiled schema fields are resolved against.
  * @param classify  the classify database pattern ids are resolved against; may be NULL
  *                  when no rule uses `pattern`. Only read during the call: the table
@@ -186,12 +181,12 @@ int tl_route_network_valid(const char *net);
  * @param errlen    its size; problems that do not fit are counted in a last line
  *                  "(N more problems)" when there is room for it.
  * @return 0; TL_E_CONFIG if the section is invalid (reported in @p err); -ENOMEM;
- *         -EINVAL if @p conf, @p schema or @p out is NULL; -ENOTSUP if a rule uses
+ *         -EINVAL if @p conf, @p defdb, @p schema or @p out is NULL; -ENOTSUP if a rule uses
  *         `matches` and Hyperscan does not support this CPU.
  */
-int tl_route_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
-        const struct tl_classify_db *classify, struct tl_route_table **out, char *err,
-        size_t errlen);
+int tl_route_build(const struct tl_route_conf *conf, const char *defdb,
+        const struct tl_schema *schema, const struct tl_classify_db *classify,
+        struct tl_route_table **out, char *err, size_t errlen);
 
 /** Free a table (after every scratch made for it is done). NULL-safe. */
 void tl_route_table_free(struct tl_route_table *t);
@@ -256,9 +251,9 @@ struct tl_route_set {
  * scratches and ids). @return as tl_route_build(); -EINVAL if @p n_workers is 0 or above
  * TL_ROUTE_MAX_WORKERS.
  */
-int tl_route_set_build(const struct tl_route_conf *conf, const struct tl_schema *schema,
-        const struct tl_classify_db *cdb, unsigned n_workers, struct tl_route_set **out,
-        char *err, size_t errlen);
+int tl_route_set_build(const struct tl_route_conf *conf, const char *defdb,
+        const struct tl_schema *schema, const struct tl_classify_db *cdb, unsigned n_workers,
+        struct tl_route_set **out, char *err, size_t errlen);
 
 /** Free a route set. NULL-safe. */
 void tl_route_set_free(struct tl_route_set *set);

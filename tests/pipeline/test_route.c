@@ -57,6 +57,9 @@ hs_error_t __real_hs_scan(const hs_database_t *db, const char *data, unsigned in
 hs_error_t __wrap_hs_scan(const hs_database_t *db, const char *data, unsigned int length,
         unsigned int flags, hs_scratch_t *scratch, match_event_handler on_event, void *context);
 
+/* The default route's database (normally uplink.database). */
+static char g_defdb[64] = "telemetry";
+
 static unsigned scan_calls;
 static bool fail_scan;
 static bool fail_scratch;
@@ -172,7 +175,7 @@ test_setup(void **state)
 	fail_compile_expr = -1;
 	g_err[0] = '\0';
 	memset(&g_conf, 0, sizeof(g_conf));
-	snprintf(g_conf.default_database, sizeof(g_conf.default_database), "telemetry");
+	snprintf(g_defdb, sizeof(g_defdb), "telemetry");
 	return 0;
 }
 
@@ -235,7 +238,7 @@ static struct tl_route_table *
 build_ok_with(const struct tl_route_conf *c, const struct tl_classify_db *cdb)
 {
 	struct tl_route_table *t = NULL;
-	int rc = tl_route_build(c, g_schema, cdb, &t, g_err, sizeof(g_err));
+	int rc = tl_route_build(c, g_defdb, g_schema, cdb, &t, g_err, sizeof(g_err));
 
 	if (rc != 0)
 		fail_msg("build: %s: %s", tl_strerror(rc), g_err);
@@ -255,7 +258,7 @@ static const char *
 build_fails_with(const struct tl_route_conf *c, const struct tl_classify_db *cdb, int expect_rc)
 {
 	struct tl_route_table *t = (struct tl_route_table *)&t;
-	int rc = tl_route_build(c, g_schema, cdb, &t, g_err, sizeof(g_err));
+	int rc = tl_route_build(c, g_defdb, g_schema, cdb, &t, g_err, sizeof(g_err));
 
 	assert_int_equal(rc, expect_rc);
 	assert_null(t);
@@ -1111,8 +1114,7 @@ test_build_profile_problems_reported_with_file_and_line(void **state)
 		fail_msg("load: %s", msgs);
 	assert_int_equal(g_root.routing.n_rules, 8);
 	assert_int_equal(g_root.routing.n_users, 3);
-	snprintf(g_root.routing.default_database, sizeof(g_root.routing.default_database),
-	        "telemetry");
+	snprintf(g_defdb, sizeof(g_defdb), "telemetry");
 	err = build_fails_with(&g_root.routing, cdb, TL_E_CONFIG);
 
 	snprintf(cols, sizeof(cols),
@@ -1203,8 +1205,7 @@ test_build_profile_defaults_and_locations(void **state)
 	assert_int_equal(c->users[1].access, TL_ROUTE_ACCESS_WRITE);
 	assert_int_equal(c->users[1].n_networks, 2);
 	assert_string_equal(c->users[1].networks[1], "::1");
-	snprintf(g_root.routing.default_database, sizeof(g_root.routing.default_database),
-	        "telemetry");
+	snprintf(g_defdb, sizeof(g_defdb), "telemetry");
 	t = build_ok(&g_root.routing);
 	assert_int_equal(tl_route_count(t), 3);
 	assert_int_equal(route_json(t, ev_json(NULL, "m\\u00fcnchen_dw")), 1);
@@ -1251,10 +1252,15 @@ test_build_limits_and_arguments(void **state)
 	const char *err;
 
 	(void)state;
-	assert_int_equal(tl_route_build(NULL, g_schema, NULL, &t, g_err, sizeof(g_err)), -EINVAL);
-	assert_int_equal(tl_route_build(&g_conf, NULL, NULL, &t, g_err, sizeof(g_err)), -EINVAL);
 	assert_int_equal(
-	        tl_route_build(&g_conf, g_schema, NULL, NULL, g_err, sizeof(g_err)), -EINVAL);
+	        tl_route_build(NULL, g_defdb, g_schema, NULL, &t, g_err, sizeof(g_err)), -EINVAL);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, NULL, NULL, &t, g_err, sizeof(g_err)), -EINVAL);
+	assert_int_equal(
+	        tl_route_build(&g_conf, NULL, g_schema, NULL, &t, g_err, sizeof(g_err)), -EINVAL);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, NULL, g_err, sizeof(g_err)),
+	        -EINVAL);
 	assert_int_equal(tl_route_scratch_alloc(NULL, &s), -EINVAL);
 	assert_null(s);
 	assert_int_equal(
@@ -1269,7 +1275,7 @@ test_build_limits_and_arguments(void **state)
 
 	/* The default database must be a valid name too. */
 	test_setup(NULL);
-	snprintf(g_conf.default_database, sizeof(g_conf.default_database), "tele-metry");
+	snprintf(g_defdb, sizeof(g_defdb), "tele-metry");
 	err = build_fails(&g_conf);
 	assert_string_equal(err, "routing: the default database 'tele-metry' (uplink.database) is "
 	                         "not a valid name");
@@ -1279,13 +1285,15 @@ test_build_limits_and_arguments(void **state)
 	for (int i = 0; i < 20; i++)
 		add_rule(&g_conf, "dup", "tenant", "equals", "x", "db");
 	memset(small, 'Z', sizeof(small));
-	assert_int_equal(tl_route_build(&g_conf, g_schema, NULL, &t, small, 100), TL_E_CONFIG);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, &t, small, 100), TL_E_CONFIG);
 	assert_null(t);
 	assert_true(strlen(small) < 100);
 	assert_non_null(strstr(small, "more problems)"));
 	assert_int_equal(small[100], 'Z');
 	/* No buffer at all. */
-	assert_int_equal(tl_route_build(&g_conf, g_schema, NULL, &t, NULL, 0), TL_E_CONFIG);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, &t, NULL, 0), TL_E_CONFIG);
 }
 
 static void

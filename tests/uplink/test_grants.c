@@ -35,6 +35,9 @@
 
 #define ENV_WRITER "TL_TEST_GRANTS_WRITER_PW"
 
+/* The default route's database (normally uplink.database). */
+static char g_defdb[64] = "telemetry";
+
 static struct tl_route_conf g_conf;
 static struct tl_schema *g_schema;
 static char g_tmp_dir[200];
@@ -108,7 +111,7 @@ test_setup(void **state)
 {
 	(void)state;
 	memset(&g_conf, 0, sizeof(g_conf));
-	snprintf(g_conf.default_database, sizeof(g_conf.default_database), "telemetry");
+	snprintf(g_defdb, sizeof(g_defdb), "telemetry");
 	g_err[0] = '\0';
 	unsetenv(ENV_WRITER);
 	return 0;
@@ -235,7 +238,8 @@ test_users_xml_exact_output(void **state)
 	(void)state;
 	small_profile();
 	/* The profile passes the routing checks too. */
-	assert_int_equal(tl_route_build(&g_conf, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
 	tl_route_table_free(t);
 	capture_open(&c);
 	assert_int_equal(tl_grants_users(c.f, TL_GRANTS_XML, &g_conf, g_err, sizeof(g_err)), 0);
@@ -588,7 +592,8 @@ test_ddl_every_routed_database(void **state)
 
 	(void)state;
 	/* Without rules: exactly the three tables of the default database. */
-	assert_int_equal(tl_route_build(&g_conf, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
 	want[0] = '\0';
 	append_db(want, sizeof(want), "telemetry", 1);
 	for (int tb = 0; tb < TL_BATCH_TABLE_MAX; tb++)
@@ -604,7 +609,8 @@ test_ddl_every_routed_database(void **state)
 	add_rule("globex", "tpch_sf1", "tenant_globex", "sink_output");
 	add_rule("acme-audit", "audit", "tenant_acme", "audit_output");
 	add_rule("home", "internal", "telemetry", "sink_output");
-	assert_int_equal(tl_route_build(&g_conf, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
+	assert_int_equal(
+	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
 	assert_int_equal(tl_route_count(t), 4);
 	want[0] = '\0';
 	append_db(want, sizeof(want), "telemetry", 1);
