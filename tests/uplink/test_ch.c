@@ -319,7 +319,7 @@ struct fake {
 	char head[4096]; /* the first request head */
 	/* FAKE_SMART */
 	int probe_mode;       /* 0: a current server; 1: refuses credentials; 2: odd 200 */
-	atomic_int requests;  /* requests answered */
+	atomic_int requests;  /* requests read (counted before the answer) */
 	char last_head[4096]; /* the last request's head and body */
 	unsigned char *last_body;
 	size_t last_len;
@@ -531,6 +531,9 @@ fake_smart(struct fake *f, int fd)
 		f->last_len = got;
 		strtok(h, "\r");
 		query = strstr(h, "?query=") == NULL && strstr(h, "&query=") == NULL;
+		/* counted before the answer goes out: the client may run its next case
+		 * as soon as it reads the answer */
+		atomic_fetch_add(&f->requests, 1);
 		if (!query) {
 			fake_send(fd, "200 OK", "");
 		} else if (f->probe_mode == 1) {
@@ -552,7 +555,6 @@ fake_smart(struct fake *f, int fd)
 				        "Code: 62. DB::Exception: Syntax error (SYNTAX_ERROR)");
 			free(dec);
 		}
-		atomic_fetch_add(&f->requests, 1);
 	}
 }
 
