@@ -52,6 +52,10 @@ enum { W_RUN, W_IDLE, W_BATCH };
 #define RESIZE_WAIT_NS (50 * 1000000ull)
 /* How often the writer clears reader slots of dead processes (tools killed mid-read). */
 #define READER_CHECK_NS (10 * NSEC)
+/* Largest per-buffer side area for the transaction hook (tl_spool_hooks.meta_size). */
+#define HOOK_META_MAX (1u << 20)
+/* records, quarantine, meta, state; room for a few more without a format change. */
+#define MAX_DBS 8
 
 struct rec_hdr {
 	uint32_t magic;
@@ -74,6 +78,7 @@ struct sbuf {
 	uint16_t producer;
 	uint8_t held;    /* 1 between get and put: catches double puts */
 	uint8_t discard; /* released, not put: back to the pool unwritten */
+	uint8_t force;   /* TL_SPOOL_PUT_FORCE: stored over the high-water mark */
 };
 
 /*
@@ -101,6 +106,7 @@ struct producer {
 	_Alignas(64) _Atomic uint64_t done;
 	struct sbuf *bufs; /* buffer metadata, `buffers` of them */
 	uint8_t *mem;      /* payload memory */
+	uint8_t *meta_mem; /* side areas for the transaction hook, or NULL */
 	uint32_t n_bufs;
 };
 
@@ -117,14 +123,27 @@ struct wstats {
 struct plan {
 	bool records;      /* write the pending records (false: deletes only) */
 	bool drop_all_new; /* drop every pending record (map full at max_size) */
+	bool drop_force;   /* drop the FORCE records, write the others (back-pressure, map
+	                      full at max_size) */
+	bool bump;         /* rewrite next_key: a commit that makes freed pages reusable */
 	uint64_t evict;    /* delete at least this many bytes of oldest records first */
 };
 
 struct outcome {
 	uint64_t written, written_bytes, value_bytes, acked, acked_bytes, ack_unknown;
 	uint64_t quarantined, quar_bytes, dropped_old, dropped_old_bytes, dropped_new;
+	uint64_t force_lost; /* FORCE records refused by a map full at max_size */
 	uint64_t used, oldest_created, next_key;
+	int hook_err; /* the transaction hook failed with this: the writer fails */
 	bool hit;
+};
+
+/* The hook's view of a write transaction; lives on the writer's stack during the hook. */
+struct tl_spool_txn {
+	struct tl_spool *sp;
+	MDB_txn *txn;
+	int err;       /* an LMDB failure of a state put: the transaction is unusable */
+	bool map_full; /* a state put found the map full: grow and retry the round */
 };
 
 struct tl_spool {
@@ -138,14 +157,21 @@ struct tl_spool {
 	uint64_t buf_need; /* bytes one full buffer takes in the map */
 
 	MDB_env *env;
-	MDB_dbi dbi_rec, dbi_quar, dbi_meta;
-	int lock_fd; /* flock: one read-write opener per spool */
+	MDB_dbi dbi_rec, dbi_quar, dbi_meta, dbi_state;
+	bool has_state; /* false only for a read-only open of a spool made before `state` */
+	int lock_fd;    /* flock: one read-write opener per spool */
 	/* Readers hold it shared while in a transaction; the writer takes it exclusively to
 	 * resize the map, which LMDB allows only with no transaction active in the process. */
 	pthread_rwlock_t map_lock;
 	bool map_lock_init;
 
 	struct producer *prod;
+
+	/* transaction hook: set once by tl_spool_set_hooks(), published by hooks_ready */
+	struct tl_spool_hooks hooks;
+	const struct tl_spool_buf **hook_bufs; /* the writer's list for one transaction */
+	_Atomic int hooks_claimed;
+	_Atomic int hooks_ready;
 
 	/* writer */
 	pthread_t writer;
@@ -162,6 +188,7 @@ struct tl_spool {
 	uint64_t pending_first; /* earliest put time among pending, monotonic */
 	unsigned rr;
 	uint64_t next_key;
+	bool freed_last; /* the last commit deleted records */
 	uint64_t *wacks;
 	size_t n_wacks, cap_wacks;
 	uint64_t wacks_first;
@@ -488,11 +515,12 @@ rec_parse(const MDB_val *k, const MDB_val *v, struct tl_spool_rec *rec)
 static uint64_t
 used_bytes(struct tl_spool *sp, MDB_txn *txn)
 {
-	MDB_dbi dbis[3] = {sp->dbi_rec, sp->dbi_quar, sp->dbi_meta};
+	MDB_dbi dbis[4] = {sp->dbi_rec, sp->dbi_quar, sp->dbi_meta, sp->dbi_state};
+	int n = sp->has_state ? 4 : 3;
 	uint64_t pages = 4; /* two meta pages, the main and free-list roots */
 	MDB_stat s;
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < n; i++)
 		if (mdb_stat(txn, dbis[i], &s) == 0)
 			pages += s.ms_branch_pages + s.ms_leaf_pages + s.ms_overflow_pages;
 	return pages * sp->psize;
@@ -684,6 +712,17 @@ evict_one(MDB_cursor *cur, uint64_t limit, struct outcome *o)
 	return rc;
 }
 
+/* The key the next record gets, kept so keys never repeat across restarts. */
+static int
+put_next_key(struct tl_spool *sp, MDB_txn *txn, uint64_t key)
+{
+	uint64_t le = htole64(key);
+	MDB_val k = {.mv_size = 8, .mv_data = "next_key"};
+	MDB_val v = {.mv_size = 8, .mv_data = &le};
+
+	return mdb_put(txn, sp->dbi_meta, &k, &v, 0);
+}
+
 static int
 put_record(struct tl_spool *sp, MDB_txn *txn, struct sbuf *b, uint64_t key)
 {
@@ -705,9 +744,33 @@ put_record(struct tl_spool *sp, MDB_txn *txn, struct sbuf *b, uint64_t key)
 }
 
 /*
+ * Let the transaction hook add its state to the transaction that holds these records.
+ * A state put that found the map full makes the whole round MDB_MAP_FULL (whatever the
+ * hook returned: LMDB has poisoned the transaction), so the writer grows the map and
+ * retries like for a record that did not fit; the hook then runs again in the new
+ * transaction. Any other failure is the hook's error and fails the writer.
+ * @return 0, MDB_MAP_FULL, or -1 with o->hook_err set.
+ */
+static int
+run_hook(struct tl_spool *sp, MDB_txn *txn, unsigned n, struct outcome *o)
+{
+	struct tl_spool_txn t = {.sp = sp, .txn = txn};
+	int rc = sp->hooks.on_txn(sp->hooks.arg, &t, sp->hook_bufs, n);
+
+	if (t.map_full)
+		return MDB_MAP_FULL;
+	if (rc >= 0 && t.err < 0)
+		rc = t.err; /* ignored a failed put: the transaction cannot commit */
+	if (rc >= 0)
+		return 0;
+	o->hook_err = rc;
+	return -1;
+}
+
+/*
  * One write transaction: acks, evictions, then the pending records (per the full
- * policy). Nothing is published unless the commit succeeds; on failure the same pending
- * set can be retried.
+ * policy), then the transaction hook. Nothing is published unless the commit succeeds;
+ * on failure the same pending set can be retried.
  */
 static int
 write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
@@ -715,7 +778,9 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	uint64_t key = sp->next_key, first_key = sp->next_key;
-	MDB_val k, v;
+	bool hook = atomic_load_explicit(&sp->hooks_ready, memory_order_acquire) &&
+	            sp->hooks.on_txn != NULL;
+	unsigned n_hook = 0;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -735,6 +800,16 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 		if (rc != 0)
 			goto fail;
 	}
+	if (pl->bump) {
+		/*
+		 * LMDB reuses the pages a transaction freed only from the transaction after
+		 * the next one: commit a one-page change so that deletes just committed make
+		 * room for the retry.
+		 */
+		rc = put_next_key(sp, txn, key);
+		if (rc != 0)
+			goto fail;
+	}
 	if (pl->records) {
 		uint64_t used = used_bytes(sp, txn);
 
@@ -744,8 +819,13 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 
 			b->key = 0;
 			b->status = -ENOSPC;
-			if (pl->drop_all_new) {
-				o->dropped_new++;
+			if (pl->drop_all_new || (pl->drop_force && b->force)) {
+				/* The map is full at max_size: a FORCE record is lost, not dropped
+				 * by a policy. */
+				if (b->force)
+					o->force_lost++;
+				else
+					o->dropped_new++;
 				o->hit = true;
 				continue;
 			}
@@ -761,7 +841,9 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 						goto fail;
 					used = used_bytes(sp, txn);
 				}
-				if (used + need > sp->hw_bytes) {
+				/* A FORCE record was admitted below the mark upstream: only a map
+				 * full at max_size may refuse it. */
+				if (used + need > sp->hw_bytes && !b->force) {
 					o->dropped_new++;
 					continue;
 				}
@@ -769,6 +851,8 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 			rc = put_record(sp, txn, b, key);
 			if (rc != 0)
 				goto fail;
+			if (hook)
+				sp->hook_bufs[n_hook++] = &b->pub;
 			b->key = key++;
 			b->status = 0;
 			o->written++;
@@ -777,13 +861,12 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 			used = used_bytes(sp, txn);
 		}
 		if (key != first_key) {
-			uint64_t le = htole64(key);
-
-			k.mv_size = 8;
-			k.mv_data = "next_key";
-			v.mv_size = 8;
-			v.mv_data = &le;
-			rc = mdb_put(txn, sp->dbi_meta, &k, &v, 0);
+			rc = put_next_key(sp, txn, key);
+			if (rc != 0)
+				goto fail;
+		}
+		if (n_hook > 0) {
+			rc = run_hook(sp, txn, n_hook, o);
 			if (rc != 0)
 				goto fail;
 		}
@@ -824,6 +907,7 @@ publish(struct tl_spool *sp, const struct plan *pl, const struct outcome *o, uin
 	                           o->dropped_old_bytes);
 	set(&sp->st.oldest_created, o->oldest_created);
 	sp->next_key = o->next_key;
+	sp->freed_last = o->acked + o->quarantined + o->dropped_old > 0;
 	set(&sp->st.next_key, o->next_key);
 	add(&sp->st.commits, 1);
 	add(&sp->st.commit_ns[log2_bucket(t1 - t0)], 1);
@@ -839,6 +923,7 @@ publish(struct tl_spool *sp, const struct plan *pl, const struct outcome *o, uin
 	add(&sp->st.ack_unknown, o->ack_unknown);
 	add(&sp->st.dropped_newest, o->dropped_new);
 	add(&sp->st.dropped_oldest, o->dropped_old);
+	add(&sp->st.lost, o->force_lost);
 	if (o->quarantined > 0) {
 		add(&sp->st.quarantined, o->quarantined);
 		if (mdb_txn_begin(sp->env, NULL, MDB_RDONLY, &txn) == 0) {
@@ -858,19 +943,34 @@ publish(struct tl_spool *sp, const struct plan *pl, const struct outcome *o, uin
 
 enum { ROUND_DONE, ROUND_STALLED };
 
+static bool
+pending_force(const struct tl_spool *sp)
+{
+	for (uint32_t i = 0; i < sp->n_pending; i++)
+		if (sp->pending[i]->force)
+			return true;
+	return false;
+}
+
 /* Commit the pending records and queued acks, growing the map or applying the policy. */
 static int
 commit_round(struct tl_spool *sp)
 {
 	struct plan pl = {.records = true};
 	struct outcome o;
-	bool tried_deletes = false;
+	bool tried_deletes = false, bumped = false;
 	uint64_t t0;
 	int rc;
 
 	for (int attempt = 0; attempt < 16; attempt++) {
 		t0 = now_mono();
 		rc = write_txn(sp, &pl, &o);
+		if (o.hook_err != 0) {
+			/* Like a failed commit: nothing of the transaction was stored. */
+			rc = o.hook_err;
+			TL_ERR("spool: transaction hook failed: %s", tl_strerror(rc));
+			goto fatal;
+		}
 		if (rc == 0) {
 			publish(sp, &pl, &o, t0);
 			if (pl.records)
@@ -903,8 +1003,23 @@ commit_round(struct tl_spool *sp)
 			                         : 0};
 			continue;
 		}
+		/* Pages the last commit freed are not reusable yet: one more commit first. */
+		if (!bumped && pl.records && sp->freed_last) {
+			bumped = true;
+			pl = (struct plan){.records = false, .bump = true};
+			continue;
+		}
 		if (sp->conf.policy != TL_SPOOL_BACKPRESSURE && !pl.drop_all_new) {
 			pl = (struct plan){.records = true, .drop_all_new = true};
+			continue;
+		}
+		/*
+		 * Back-pressure: records put below the mark wait for room, but a FORCE record
+		 * that does not fit at max_size gets its answer (-ENOSPC, lost) now.
+		 */
+		if (sp->conf.policy == TL_SPOOL_BACKPRESSURE && !pl.drop_force &&
+		        pending_force(sp)) {
+			pl = (struct plan){.records = true, .drop_force = true};
 			continue;
 		}
 		break;
@@ -1100,6 +1215,7 @@ tl_spool_buf_get(struct tl_spool *sp, unsigned producer)
 	b->held = 1;
 	b->pub.len = 0;
 	b->pub.user = 0;
+	b->pub.meta_len = 0;
 	return &b->pub;
 }
 
@@ -1128,8 +1244,9 @@ hand_over(struct tl_spool *sp, struct producer *p, struct sbuf *b)
 	}
 }
 
-int
-tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf)
+/* Both public puts inline this, so the plain one costs what it did before flags. */
+static inline __attribute__((always_inline)) int
+buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf, unsigned flags)
 {
 	struct producer *p;
 	struct sbuf *b;
@@ -1139,12 +1256,13 @@ tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *bu
 		return -EINVAL;
 	p = &sp->prod[producer];
 	b = own_buf(p, buf);
-	if (unlikely(b == NULL || !b->held || buf->len > buf->cap))
+	/* The hook trusts meta_len: never let it read past the side area. */
+	if (unlikely(b == NULL || !b->held || buf->len > buf->cap || buf->meta_len > buf->meta_cap))
 		return -EINVAL;
 	err = atomic_load_explicit(&sp->error, memory_order_relaxed);
 	if (unlikely(err != 0))
 		return err;
-	if (sp->conf.policy == TL_SPOOL_BACKPRESSURE &&
+	if (sp->conf.policy == TL_SPOOL_BACKPRESSURE && !(flags & TL_SPOOL_PUT_FORCE) &&
 	        unlikely(atomic_load_explicit(&sp->full, memory_order_relaxed))) {
 		add(&p->refusals, 1);
 		return -ENOSPC;
@@ -1152,8 +1270,24 @@ tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *bu
 	b->put_mono = now_mono();
 	b->created_ns = now_real();
 	b->discard = 0;
+	b->force = (flags & TL_SPOOL_PUT_FORCE) != 0;
 	hand_over(sp, p, b);
 	return 0;
+}
+
+int
+tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf)
+{
+	return buf_put(sp, producer, buf, 0);
+}
+
+int
+tl_spool_buf_put_flags(
+        struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf, unsigned flags)
+{
+	if (unlikely(flags & ~TL_SPOOL_PUT_FORCE))
+		return -EINVAL;
+	return buf_put(sp, producer, buf, flags);
 }
 
 int
@@ -1398,6 +1532,155 @@ tl_spool_read_quarantine(struct tl_spool *sp, uint64_t from_key, unsigned max, t
 	return read_db(sp, true, from_key, max, fn, arg, next_key);
 }
 
+/* ---- transaction hook and state ---- */
+
+/* No buffer of any producer was ever taken: the free rings were never consumed. */
+static bool
+buffers_untouched(struct tl_spool *sp)
+{
+	for (unsigned i = 0; i < sp->n_prod; i++)
+		if (atomic_load_explicit(&sp->prod[i].free.head, memory_order_acquire) != 0)
+			return false;
+	return true;
+}
+
+int
+tl_spool_set_hooks(struct tl_spool *sp, const struct tl_spool_hooks *h)
+{
+	uint64_t stride;
+	int zero = 0, rc;
+
+	if (sp == NULL || h == NULL || (sp->flags & TL_SPOOL_RDONLY) ||
+	        h->meta_size > HOOK_META_MAX)
+		return -EINVAL;
+	if (!atomic_compare_exchange_strong(&sp->hooks_claimed, &zero, 1))
+		return -EBUSY;
+	/* The side areas are attached to buffers a producer could already hold. */
+	if (!buffers_untouched(sp)) {
+		rc = -EBUSY;
+		goto fail;
+	}
+	rc = -ENOMEM;
+	if (h->on_txn != NULL) {
+		/* At most every buffer of every pool is in one transaction. */
+		sp->hook_bufs =
+		        calloc((size_t)sp->n_prod * sp->conf.buffers + 1, sizeof(*sp->hook_bufs));
+		if (sp->hook_bufs == NULL)
+			goto fail;
+	}
+	stride = round_up(h->meta_size, 64);
+	for (unsigned i = 0; i < sp->n_prod && h->meta_size > 0; i++) {
+		struct producer *p = &sp->prod[i];
+
+		p->meta_mem = aligned_alloc(64, p->n_bufs * stride);
+		if (p->meta_mem == NULL)
+			goto fail;
+		/* Zeroed: a hook reading meta the producer left short sees no stale heap. */
+		memset(p->meta_mem, 0, p->n_bufs * stride);
+	}
+	for (unsigned i = 0; i < sp->n_prod && h->meta_size > 0; i++) {
+		struct producer *p = &sp->prod[i];
+
+		for (uint32_t j = 0; j < p->n_bufs; j++) {
+			p->bufs[j].pub.meta = p->meta_mem + j * stride;
+			p->bufs[j].pub.meta_cap = h->meta_size;
+		}
+	}
+	sp->hooks = *h;
+	/* The writer reads sp->hooks only after seeing this. */
+	atomic_store_explicit(&sp->hooks_ready, 1, memory_order_release);
+	return 0;
+fail:
+	for (unsigned i = 0; i < sp->n_prod; i++) {
+		free(sp->prod[i].meta_mem);
+		sp->prod[i].meta_mem = NULL;
+	}
+	free(sp->hook_bufs);
+	sp->hook_bufs = NULL;
+	atomic_store(&sp->hooks_claimed, 0);
+	return rc;
+}
+
+/* @return the name's length, or 0 if it is empty, too long or NULL. */
+static size_t
+state_name_len(const char *name)
+{
+	size_t n;
+
+	if (name == NULL)
+		return 0;
+	n = strnlen(name, TL_SPOOL_STATE_NAME_MAX + 1);
+	return n <= TL_SPOOL_STATE_NAME_MAX ? n : 0;
+}
+
+int
+tl_spool_txn_state_put(struct tl_spool_txn *t, const char *name, const void *val, size_t len)
+{
+	size_t nl = state_name_len(name);
+	MDB_val k, v;
+	int rc;
+
+	if (t == NULL || nl == 0 || (val == NULL && len > 0))
+		return -EINVAL;
+	/* After a failed put LMDB refuses the transaction: report the first failure. */
+	if (t->map_full)
+		return -ENOSPC;
+	if (t->err != 0)
+		return t->err;
+	k.mv_size = nl;
+	k.mv_data = (void *)name;
+	v.mv_size = len;
+	v.mv_data = val != NULL ? (void *)val : (void *)"";
+	rc = mdb_put(t->txn, t->sp->dbi_state, &k, &v, 0);
+	if (rc == MDB_MAP_FULL) {
+		t->map_full = true;
+		return -ENOSPC;
+	}
+	if (rc != 0) {
+		t->err = mdb_fail("state put", rc);
+		return t->err;
+	}
+	return 0;
+}
+
+int
+tl_spool_state_get(struct tl_spool *sp, const char *name, void **val, size_t *len)
+{
+	size_t nl = state_name_len(name);
+	MDB_val k = {.mv_size = nl, .mv_data = (void *)name}, v;
+	MDB_txn *txn;
+	int rc;
+
+	if (val != NULL)
+		*val = NULL;
+	if (len != NULL)
+		*len = 0;
+	if (sp == NULL || nl == 0 || val == NULL || len == NULL)
+		return -EINVAL;
+	if (!sp->has_state)
+		return 0;
+	rc = begin_read(sp, &txn);
+	if (rc < 0)
+		return rc;
+	rc = mdb_get(txn, sp->dbi_state, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		rc = 0;
+	} else if (rc != 0) {
+		rc = mdb_fail("state get", rc);
+	} else {
+		/* Never NULL when present, even empty: absent and empty stay distinct. */
+		*val = malloc(v.mv_size ? v.mv_size : 1);
+		if (*val == NULL) {
+			rc = -ENOMEM;
+		} else {
+			memcpy(*val, v.mv_data, v.mv_size);
+			*len = v.mv_size;
+		}
+	}
+	end_read(sp, txn);
+	return rc;
+}
+
 /* ---- stats ---- */
 
 void
@@ -1471,6 +1754,11 @@ open_dbis(struct tl_spool *sp, MDB_txn *txn)
 		return -ENOENT;
 	if (rc != 0)
 		return mdb_fail("mdb_dbi_open", rc);
+	/* A read-only look at a spool written before `state` existed: no state, no error. */
+	rc = mdb_dbi_open(txn, "state", f, &sp->dbi_state);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return mdb_fail("mdb_dbi_open", rc);
+	sp->has_state = rc == 0;
 	rc = mdb_get(txn, sp->dbi_meta, &k, &v);
 	if (rc == MDB_NOTFOUND && !(sp->flags & TL_SPOOL_RDONLY)) {
 		v.mv_size = 4;
@@ -1640,6 +1928,7 @@ free_producers(struct tl_spool *sp)
 	for (unsigned i = 0; i < sp->n_prod; i++) {
 		free(sp->prod[i].bufs);
 		free(sp->prod[i].mem);
+		free(sp->prod[i].meta_mem);
 		free(sp->prod[i].to_writer.slot);
 		free(sp->prod[i].free.slot);
 	}
@@ -1716,7 +2005,7 @@ open_env(struct tl_spool *sp)
 	rc = mdb_env_create(&sp->env);
 	if (rc != 0)
 		return mdb_fail("mdb_env_create", rc);
-	rc = mdb_env_set_maxdbs(sp->env, 4);
+	rc = mdb_env_set_maxdbs(sp->env, MAX_DBS);
 	if (rc == 0 && !ro)
 		rc = mdb_env_set_mapsize(sp->env,
 		        (size_t)round_up(sp->conf.initial_size, (uint64_t)sysconf(_SC_PAGESIZE)));
@@ -1825,6 +2114,7 @@ tl_spool_close(struct tl_spool *sp)
 	if (sp->lock_fd >= 0)
 		close(sp->lock_fd);
 	free_producers(sp);
+	free(sp->hook_bufs);
 	free(sp->pending);
 	free(sp->acks);
 	free(sp->wacks);

@@ -88,6 +88,10 @@ struct tl_spool_buf {
 	uint32_t len;  /**< payload bytes written by the producer */
 	uint32_t cap;  /**< == conf buffer_size */
 	uint64_t user; /**< producer's cookie, returned by the commit callback */
+	uint8_t *meta;     /**< side data for the transaction hook (not stored in the record),
+	                        @c meta_cap bytes; NULL without tl_spool_set_hooks() */
+	uint32_t meta_len; /**< side bytes written by the producer (0 after every get) */
+	uint32_t meta_cap; /**< == hooks meta_size */
 };
 
 /**
@@ -133,6 +137,56 @@ struct tl_spool;
 int tl_spool_open(const struct tl_spool_conf *conf, unsigned n_producers, unsigned flags,
         tl_spool_commit_fn on_commit, void *arg, struct tl_spool **out);
 
+/** A write transaction, as seen by the transaction hook. */
+struct tl_spool_txn;
+
+/**
+ * Called by the writer inside every write transaction that stores records, after the
+ * records were written and before the commit, with the buffers of those records in
+ * per-producer order (their @c meta side data included). Whatever the hook writes with
+ * tl_spool_txn_state_put() commits atomically with the records: both or neither survive
+ * a crash. The commit callbacks of these records run after the commit, as usual.
+ * Runs on the writer thread; must not block for long. The hook may run more than once
+ * for the same records (a transaction that found the map full is retried after growing
+ * it, possibly with fewer records): only the commit callbacks say what was stored.
+ * @return 0; a negative code aborts the transaction: the writer fails (its error is
+ *         reported in tl_spool_stats.error and every record gets that status).
+ */
+typedef int (*tl_spool_txn_fn)(void *arg, struct tl_spool_txn *txn,
+        const struct tl_spool_buf *const *bufs, unsigned n);
+
+/** Transaction hook and side data. */
+struct tl_spool_hooks {
+	uint32_t meta_size;    /**< side bytes per producer buffer (0: none; at most 1 MiB) */
+	tl_spool_txn_fn on_txn; /**< or NULL */
+	void *arg;
+};
+
+/**
+ * Install the hooks. Call once, after tl_spool_open() and before the first
+ * tl_spool_buf_get() of any producer (allocates the side areas of every buffer).
+ * @return 0; -EINVAL (read-only spool, meta_size too large); -EBUSY (buffers already in
+ *         use, or hooks set before); -ENOMEM.
+ */
+int tl_spool_set_hooks(struct tl_spool *sp, const struct tl_spool_hooks *h);
+
+#define TL_SPOOL_STATE_NAME_MAX 64  /**< longest state name, bytes */
+
+/**
+ * From a transaction hook: store @p len bytes under @p name in the spool's `state`
+ * database (replacing what was there), in the hook's transaction.
+ * @return 0; -EINVAL (empty or too long name); -ENOSPC (the map is full); TL_E_SPOOL.
+ */
+int tl_spool_txn_state_put(struct tl_spool_txn *txn, const char *name, const void *val,
+        size_t len);
+
+/**
+ * Read the value stored under @p name (read-only transaction; thread-safe).
+ * @param val out: a malloc'd copy (caller frees), NULL if absent.
+ * @return 0 (also when absent: *val NULL, *len 0); -ENOMEM; TL_E_SPOOL.
+ */
+int tl_spool_state_get(struct tl_spool *sp, const char *name, void **val, size_t *len);
+
 /**
  * Stop the writer after a final commit of everything already handed over, then close.
  * Producers must have stopped calling tl_spool_buf_*; readers must have returned.
@@ -157,6 +211,17 @@ struct tl_spool_buf *tl_spool_buf_get(struct tl_spool *sp, unsigned producer);
  *         of @p producer's buffers, or len > cap); the writer's error if it failed.
  */
 int tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf);
+
+/** tl_spool_buf_put_flags() flags. */
+#define TL_SPOOL_PUT_FORCE 0x1u /**< accept even over the high-water mark (back-pressure
+                                     policy): the caller has already refused new work at
+                                     the mark and must not lose this record. The writer
+                                     stores it unless the map is at max_size (then the
+                                     commit callback gets -ENOSPC, counted as lost). */
+
+/** tl_spool_buf_put() with @p flags (0 or TL_SPOOL_PUT_FORCE). */
+int tl_spool_buf_put_flags(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf,
+        unsigned flags);
 
 /**
  * Give a buffer back without storing it (e.g. a refused batch the producer drops). It

@@ -2,7 +2,8 @@
 /*
  * Tests for the LMDB spool: ordering, group commit and callbacks, concurrency, reopen,
  * kill -9 of a writing child, damaged records, map growth, the three full policies,
- * readers vs the writer, a failing commit (mdb_txn_commit faked with -Wl,--wrap) and the
+ * readers vs the writer, a failing commit (mdb_txn_commit faked with -Wl,--wrap), the
+ * transaction hook with its side data and `state` database, FORCE puts and the
  * benchmark. Every spool lives in a mkdtemp() folder under /tmp that is removed.
  * Payloads are real log lines (loghub HDFS) where content matters, PRNG bytes elsewhere.
  */
@@ -158,14 +159,16 @@ struct centry {
 	unsigned producer;
 	uint64_t user, key;
 	int status;
-	int readable; /* the record was readable from inside the callback */
+	int readable;   /* the record was readable from inside the callback */
+	unsigned hooks; /* transaction hook calls so far, when clog.hook_calls is set */
 };
 
 struct clog {
 	pthread_mutex_t mu;
 	struct centry *e;
 	size_t n, cap;
-	struct tl_spool *sp; /* set after open: read back from the callback */
+	struct tl_spool *sp;        /* set after open: read back from the callback */
+	const unsigned *hook_calls; /* the writer's hook counter (same thread), or NULL */
 };
 
 static void
@@ -205,7 +208,8 @@ on_commit(void *arg, unsigned producer, uint64_t user, uint64_t key, int status)
 		readable = 1;
 	pthread_mutex_lock(&c->mu);
 	if (c->n < c->cap)
-		c->e[c->n++] = (struct centry){producer, user, key, status, readable};
+		c->e[c->n++] = (struct centry){producer, user, key, status, readable,
+		        c->hook_calls != NULL ? *c->hook_calls : 0};
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -299,7 +303,8 @@ open_spool(const struct tl_spool_conf *c, unsigned n_prod, struct clog *log)
  * No cmocka assertions: producer threads call it too.
  */
 static int
-try_put(struct tl_spool *sp, unsigned prod, const void *p, uint32_t n, uint64_t user)
+try_put_flags(struct tl_spool *sp, unsigned prod, const void *p, uint32_t n, uint64_t user,
+        unsigned flags)
 {
 	const struct timespec pause = {.tv_nsec = 100000};
 	struct tl_spool_buf *b;
@@ -315,10 +320,16 @@ try_put(struct tl_spool *sp, unsigned prod, const void *p, uint32_t n, uint64_t 
 	memcpy(b->data, p, n);
 	b->len = n;
 	b->user = user;
-	rc = tl_spool_buf_put(sp, prod, b);
+	rc = flags ? tl_spool_buf_put_flags(sp, prod, b, flags) : tl_spool_buf_put(sp, prod, b);
 	if (rc != 0 && tl_spool_buf_release(sp, prod, b) != 0)
 		return -EPROTO; /* refused: ours to give back */
 	return rc;
+}
+
+static int
+try_put(struct tl_spool *sp, unsigned prod, const void *p, uint32_t n, uint64_t user)
+{
+	return try_put_flags(sp, prod, p, n, user, 0);
 }
 
 static int
@@ -1593,6 +1604,957 @@ test_spool_commit_failure_reported_sticky(void **state)
 	clog_fini(&log);
 }
 
+/* ---- transaction hook, side data and state ---- */
+
+#define HK_MAX 512
+#define HK_META 16
+
+struct hkent {
+	uint64_t user;
+	unsigned call; /* which hook call passed it (1-based) */
+	uint32_t len, meta_len, meta_cap;
+	uint8_t meta[HK_META];
+};
+
+/* What the transaction hook saw; written by the writer thread, read after a flush. */
+struct hooklog {
+	unsigned calls;
+	size_t n;
+	struct hkent e[HK_MAX];
+	bool bad;         /* a buffer broke the contract (NULL meta, meta_len > meta_cap) */
+	bool write_state; /* state "count" = records passed so far, "last" = last cookie */
+	uint64_t seen;
+	const uint8_t *big; /* also put big_len bytes under "big" */
+	size_t big_len;
+	int put_rc;       /* the last state put */
+	unsigned fail_at; /* return fail_rc from this call (1-based); 0: never */
+	int fail_rc;
+};
+
+static int
+hk_txn(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bufs, unsigned n)
+{
+	struct hooklog *h = arg;
+	int rc = 0;
+
+	h->calls++;
+	if (n == 0 || bufs == NULL || txn == NULL)
+		h->bad = true;
+	for (unsigned i = 0; i < n; i++) {
+		const struct tl_spool_buf *b = bufs[i];
+		struct hkent *e;
+
+		if (h->n == HK_MAX) {
+			h->bad = true;
+			break;
+		}
+		e = &h->e[h->n++];
+		*e = (struct hkent){b->user, h->calls, b->len, b->meta_len, b->meta_cap, {0}};
+		if (b->meta_len > b->meta_cap || (b->meta_cap > 0 && b->meta == NULL))
+			h->bad = true;
+		else if (b->meta_len > 0)
+			memcpy(e->meta, b->meta, b->meta_len < HK_META ? b->meta_len : HK_META);
+	}
+	if (h->write_state) {
+		h->seen += n;
+		rc = tl_spool_txn_state_put(txn, "count", &h->seen, sizeof(h->seen));
+		if (rc == 0)
+			rc = tl_spool_txn_state_put(txn, "last", &bufs[n - 1]->user, 8);
+	}
+	if (rc == 0 && h->big != NULL)
+		rc = tl_spool_txn_state_put(txn, "big", h->big, h->big_len);
+	h->put_rc = rc;
+	if (rc != 0)
+		return rc;
+	if (h->calls == h->fail_at)
+		return h->fail_rc;
+	return 0;
+}
+
+static void
+set_hooks(struct tl_spool *sp, struct hooklog *h, uint32_t meta_size)
+{
+	struct tl_spool_hooks hk = {.meta_size = meta_size, .on_txn = hk_txn, .arg = h};
+
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), 0);
+}
+
+/* Put @p n bytes of seeded payload with @p meta_len bytes of side data derived from the
+ * cookie. */
+static int
+put_with_meta(struct tl_spool *sp, unsigned prod, uint32_t n, uint64_t user, uint32_t meta_len,
+        unsigned flags)
+{
+	struct tl_spool_buf *b = tl_spool_buf_get(sp, prod);
+	int rc;
+
+	assert_non_null(b);
+	assert_int_equal(b->meta_len, 0);
+	assert_true(meta_len <= b->meta_cap);
+	fill(b->data, n, user);
+	b->len = n;
+	b->user = user;
+	for (uint32_t i = 0; i < meta_len; i++)
+		b->meta[i] = (uint8_t)(user * 7 + i);
+	b->meta_len = meta_len;
+	rc = tl_spool_buf_put_flags(sp, prod, b, flags);
+	if (rc != 0)
+		assert_int_equal(tl_spool_buf_release(sp, prod, b), 0);
+	return rc;
+}
+
+static uint64_t
+state_u64(struct tl_spool *sp, const char *name)
+{
+	void *v = NULL;
+	size_t len = 99;
+	uint64_t x;
+
+	assert_int_equal(tl_spool_state_get(sp, name, &v, &len), 0);
+	assert_non_null(v);
+	assert_int_equal(len, 8);
+	memcpy(&x, v, 8);
+	free(v);
+	return x;
+}
+
+static void
+test_spool_hook_sees_txn_buffers_with_meta(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c = fx->conf;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool_stats st;
+	struct clog log;
+	struct tl_spool *sp;
+
+	assert_non_null(h);
+	c.buffers = 16;
+	clog_init(&log, 256);
+	sp = open_spool(&c, 2, &log);
+	log.hook_calls = &h->calls;
+	set_hooks(sp, h, HK_META);
+	/* Rounds of a few records from both producers, one flush per round: transactions of
+	 * one to six records, meta from empty to full. */
+	for (uint64_t round = 0, u = 0; round < 12; round++) {
+		for (unsigned k = 0; k <= round % 6; k++, u++)
+			assert_int_equal(put_with_meta(sp, (unsigned)(u % 2), 100 + (uint32_t)u, u,
+			                         (uint32_t)(u % (HK_META + 1)), 0),
+			        0);
+		assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	}
+	assert_false(h->bad);
+	assert_int_equal(clog_count(&log), 42);
+	/* Exactly the committed records, in callback order, each once. */
+	assert_int_equal(h->n, log.n);
+	for (size_t i = 0; i < log.n; i++) {
+		struct hkent *e = &h->e[i];
+
+		assert_int_equal(log.e[i].status, 0);
+		assert_int_equal(e->user, log.e[i].user);
+		/* Passed in the transaction whose commit the callback reports: no hook ran
+		 * between the two. */
+		assert_int_equal(e->call, log.e[i].hooks);
+		assert_int_equal(e->len, 100 + e->user);
+		assert_int_equal(e->meta_cap, HK_META);
+		assert_int_equal(e->meta_len, e->user % (HK_META + 1));
+		for (uint32_t j = 0; j < e->meta_len; j++)
+			assert_int_equal(e->meta[j], (uint8_t)(e->user * 7 + j));
+	}
+	tl_spool_stats(sp, &st);
+	/* One call per transaction that stored records, none for empty ones. */
+	assert_int_equal(h->calls, st.commits);
+	assert_int_equal(h->e[h->n - 1].call, h->calls);
+	assert_true(h->calls >= 12);
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(h);
+}
+
+static void
+test_spool_hook_state_survives_reopen_and_rdonly(void **state)
+{
+	struct fixture *fx = *state;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool_stats st;
+	struct tl_spool *sp;
+	void *v = (void *)&v;
+	size_t len = 99;
+
+	assert_non_null(h);
+	h->write_state = true;
+	sp = open_spool(&fx->conf, 1, NULL);
+	set_hooks(sp, h, 0);
+	/* Nothing stored yet: absent, not an error. */
+	assert_int_equal(tl_spool_state_get(sp, "count", &v, &len), 0);
+	assert_null(v);
+	assert_int_equal(len, 0);
+	for (uint64_t i = 0; i < 9; i++) {
+		assert_int_equal(put_with_meta(sp, 0, 500, 40 + i, 0, 0), 0);
+		if (i % 3 == 2)
+			assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	}
+	assert_int_equal(h->put_rc, 0);
+	assert_int_equal(state_u64(sp, "count"), 9);
+	assert_int_equal(state_u64(sp, "last"), 48);
+	/* State is not records: none of it shows in the counts or the reads. */
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.records, 9);
+	tl_spool_close(sp);
+
+	sp = open_spool(&fx->conf, 1, NULL);
+	assert_int_equal(state_u64(sp, "count"), 9);
+	assert_int_equal(state_u64(sp, "last"), 48);
+	tl_spool_close(sp);
+
+	sp = NULL;
+	assert_int_equal(tl_spool_open(&fx->conf, 0, TL_SPOOL_RDONLY, NULL, NULL, &sp), 0);
+	assert_int_equal(state_u64(sp, "count"), 9);
+	assert_int_equal(state_u64(sp, "last"), 48);
+	assert_int_equal(tl_spool_state_get(sp, "nothing here", &v, &len), 0);
+	assert_null(v);
+	assert_int_equal(len, 0);
+	tl_spool_close(sp);
+	free(h);
+}
+
+static void
+test_spool_state_get_bad_args_einval(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool *sp = open_spool(&fx->conf, 0, NULL);
+	char name[TL_SPOOL_STATE_NAME_MAX + 2];
+	void *v = (void *)&v;
+	size_t len = 99;
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	assert_int_equal(tl_spool_state_get(NULL, "a", &v, &len), -EINVAL);
+	assert_null(v);
+	assert_int_equal(len, 0);
+	assert_int_equal(tl_spool_state_get(sp, NULL, &v, &len), -EINVAL);
+	assert_int_equal(tl_spool_state_get(sp, "", &v, &len), -EINVAL);
+	assert_int_equal(tl_spool_state_get(sp, name, &v, &len), -EINVAL); /* 65 bytes */
+	assert_int_equal(tl_spool_state_get(sp, "a", NULL, &len), -EINVAL);
+	assert_int_equal(tl_spool_state_get(sp, "a", &v, NULL), -EINVAL);
+	name[TL_SPOOL_STATE_NAME_MAX] = '\0';
+	assert_int_equal(tl_spool_state_get(sp, name, &v, &len), 0); /* 64: fine, absent */
+	assert_null(v);
+	tl_spool_close(sp);
+}
+
+/* Raw LMDB: a spool as written before the `state` database existed. */
+static void
+make_spool_without_state(const char *dir)
+{
+	uint32_t fmt = 1; /* FORMAT_VERSION, little-endian on this host */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi rec, quar, meta;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+	assert_int_equal(mdb_env_open(env, dir, MDB_NOSYNC, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "records", MDB_CREATE, &rec), 0);
+	assert_int_equal(mdb_dbi_open(txn, "quarantine", MDB_CREATE, &quar), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+	raw_put(txn, meta, "format", 6, &fmt, 4);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void
+test_spool_state_old_spool_rdonly_absent_rw_created(void **state)
+{
+	struct fixture *fx = *state;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool *sp = NULL;
+	void *v = (void *)&v;
+	size_t len = 99;
+
+	assert_non_null(h);
+	make_spool_without_state(fx->dir);
+	assert_int_equal(tl_spool_open(&fx->conf, 0, TL_SPOOL_RDONLY, NULL, NULL, &sp), 0);
+	assert_int_equal(tl_spool_state_get(sp, "count", &v, &len), 0);
+	assert_null(v);
+	assert_int_equal(len, 0);
+	tl_spool_close(sp);
+	/* The first read-write open adds it. */
+	h->write_state = true;
+	sp = open_spool(&fx->conf, 1, NULL);
+	set_hooks(sp, h, 0);
+	assert_int_equal(put_with_meta(sp, 0, 10, 5, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	tl_spool_close(sp);
+	sp = NULL;
+	assert_int_equal(tl_spool_open(&fx->conf, 0, TL_SPOOL_RDONLY, NULL, NULL, &sp), 0);
+	assert_int_equal(state_u64(sp, "count"), 1);
+	tl_spool_close(sp);
+	free(h);
+}
+
+static void
+test_spool_hook_error_fails_writer_nothing_stored(void **state)
+{
+	struct fixture *fx = *state;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool_stats st;
+	struct clog log;
+	struct got g;
+	struct tl_spool *sp;
+
+	assert_non_null(h);
+	h->write_state = true;
+	h->fail_at = 2;
+	h->fail_rc = -EIO;
+	clog_init(&log, 16);
+	sp = open_spool(&fx->conf, 1, &log);
+	set_hooks(sp, h, 8);
+	for (uint64_t i = 0; i < 3; i++)
+		assert_int_equal(put_with_meta(sp, 0, 200, i, 8, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	/* The second transaction: its hook wrote state, then failed. */
+	for (uint64_t i = 3; i < 7; i++)
+		assert_int_equal(put_with_meta(sp, 0, 200, i, 8, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), -EIO);
+	assert_int_equal(h->calls, 2);
+	assert_int_equal(h->put_rc, 0);
+	assert_int_equal(clog_count(&log), 7);
+	for (size_t i = 0; i < 7; i++) {
+		assert_int_equal(log.e[i].user, i);
+		assert_int_equal(log.e[i].status, i < 3 ? 0 : -EIO);
+		if (i >= 3)
+			assert_int_equal(log.e[i].key, 0);
+	}
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.error, -EIO);
+	assert_int_equal(st.lost, 4);
+	assert_int_equal(st.records, 3);
+	assert_int_equal(st.commits, 1);
+	/* Sticky, FORCE or not; the hook is not called again. */
+	assert_int_equal(put_with_meta(sp, 0, 10, 9, 0, 0), -EIO);
+	assert_int_equal(put_with_meta(sp, 0, 10, 9, 0, TL_SPOOL_PUT_FORCE), -EIO);
+	/* Neither the records nor the state of the failed transaction. */
+	assert_int_equal(state_u64(sp, "count"), 3);
+	assert_int_equal(state_u64(sp, "last"), 2);
+	tl_spool_close(sp);
+	assert_int_equal(h->calls, 2);
+
+	sp = open_spool(&fx->conf, 0, NULL);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.records, 3);
+	assert_int_equal(st.next_key, 4);
+	assert_int_equal(st.error, 0);
+	got_init(&g, 16);
+	read_all(sp, 0, &g);
+	assert_int_equal(g.n, 3);
+	for (size_t i = 0; i < 3; i++)
+		check_seeded(g.data[i], g.len[i], i);
+	assert_int_equal(state_u64(sp, "count"), 3);
+	assert_int_equal(state_u64(sp, "last"), 2);
+	got_fini(&g);
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(h);
+}
+
+static void
+test_spool_set_hooks_misuse_rejected(void **state)
+{
+	struct fixture *fx = *state;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool_hooks hk = {.meta_size = 8, .on_txn = hk_txn, .arg = h};
+	struct tl_spool_buf *b;
+	struct tl_spool *sp;
+
+	assert_non_null(h);
+	assert_int_equal(tl_spool_set_hooks(NULL, &hk), -EINVAL);
+	/* After a producer took a buffer. */
+	sp = open_spool(&fx->conf, 2, NULL);
+	assert_int_equal(tl_spool_set_hooks(sp, NULL), -EINVAL);
+	b = tl_spool_buf_get(sp, 1);
+	assert_non_null(b);
+	assert_null(b->meta);
+	assert_int_equal(b->meta_cap, 0);
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), -EBUSY);
+	assert_int_equal(tl_spool_buf_release(sp, 1, b), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	/* Even once every buffer is back: the first get decides. */
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), -EBUSY);
+	/* The spool works on without hooks; no side data, a meta_len is refused. */
+	b = tl_spool_buf_get(sp, 0);
+	assert_non_null(b);
+	assert_null(b->meta);
+	b->len = 3;
+	memcpy(b->data, "abc", 3);
+	b->meta_len = 1;
+	assert_int_equal(tl_spool_buf_put(sp, 0, b), -EINVAL);
+	b->meta_len = 0;
+	assert_int_equal(tl_spool_buf_put(sp, 0, b), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(h->calls, 0);
+	tl_spool_close(sp);
+
+	/* Too much side data; then once is fine, twice is not. */
+	sp = open_spool(&fx->conf, 1, NULL);
+	hk.meta_size = (1u << 20) + 1;
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), -EINVAL);
+	hk.meta_size = 1u << 20; /* the limit itself is allowed */
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), 0);
+	hk.meta_size = 8;
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), -EBUSY);
+	b = tl_spool_buf_get(sp, 0);
+	assert_non_null(b);
+	assert_non_null(b->meta);
+	assert_int_equal(b->meta_cap, 1u << 20);
+	assert_int_equal(b->meta_len, 0);
+	assert_int_equal((uintptr_t)b->meta % 64, 0);
+	memset(b->meta, 0x5a, b->meta_cap); /* all of it is ours (ASan checks) */
+	b->meta_len = b->meta_cap;
+	assert_int_equal(tl_spool_buf_put(sp, 0, b), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(h->calls, 1);
+	assert_int_equal(h->e[0].meta_len, 1u << 20);
+	assert_false(h->bad);
+	assert_int_equal(h->e[0].meta[HK_META - 1], 0x5a);
+	tl_spool_close(sp);
+
+	/* Read-only: no writer, no hooks. */
+	sp = NULL;
+	assert_int_equal(tl_spool_open(&fx->conf, 0, TL_SPOOL_RDONLY, NULL, NULL, &sp), 0);
+	hk.meta_size = 0;
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), -EINVAL);
+	tl_spool_close(sp);
+	free(h);
+}
+
+static void
+test_spool_meta_len_reset_on_get_bounded_by_cap(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c = fx->conf;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool_buf *a, *b;
+	struct tl_spool *sp;
+
+	assert_non_null(h);
+	c.buffers = 2;
+	sp = open_spool(&c, 1, NULL);
+	set_hooks(sp, h, 12);
+	a = tl_spool_buf_get(sp, 0);
+	b = tl_spool_buf_get(sp, 0);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a->meta, b->meta);
+	assert_int_equal(a->meta_cap, 12);
+	a->len = 1;
+	a->meta_len = 13;
+	assert_int_equal(tl_spool_buf_put(sp, 0, a), -EINVAL);
+	assert_int_equal(tl_spool_buf_put_flags(sp, 0, a, TL_SPOOL_PUT_FORCE), -EINVAL);
+	a->meta_len = 12;
+	memset(a->meta, 1, 12);
+	assert_int_equal(tl_spool_buf_put(sp, 0, a), 0);
+	b->meta_len = 5;
+	assert_int_equal(tl_spool_buf_release(sp, 0, b), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	/* Both back in the pool (the pool is 2): whatever the last holder left, 0 now. */
+	a = tl_spool_buf_get(sp, 0);
+	b = tl_spool_buf_get(sp, 0);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(a->meta_len, 0);
+	assert_int_equal(b->meta_len, 0);
+	assert_int_equal(a->len, 0);
+	assert_int_equal(h->calls, 1);
+	assert_int_equal(h->n, 1); /* the released one never reached the hook */
+	assert_int_equal(h->e[0].meta_len, 12);
+	assert_int_equal(h->e[0].meta[11], 1);
+	tl_spool_close(sp);
+	free(h);
+}
+
+/* Every state put error, from inside a hook. */
+struct badput {
+	int rc[8];
+	unsigned calls;
+};
+
+static int
+hk_bad_puts(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bufs, unsigned n)
+{
+	struct badput *bp = arg;
+	char name[TL_SPOOL_STATE_NAME_MAX + 2];
+
+	(void)bufs;
+	(void)n;
+	bp->calls++;
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	bp->rc[0] = tl_spool_txn_state_put(txn, NULL, "x", 1);
+	bp->rc[1] = tl_spool_txn_state_put(txn, "", "x", 1);
+	bp->rc[2] = tl_spool_txn_state_put(txn, name, "x", 1); /* 65 bytes */
+	bp->rc[3] = tl_spool_txn_state_put(NULL, "a", "x", 1);
+	bp->rc[4] = tl_spool_txn_state_put(txn, "a", NULL, 1);
+	name[TL_SPOOL_STATE_NAME_MAX] = '\0';
+	bp->rc[5] = tl_spool_txn_state_put(txn, name, "x", 1); /* 64 bytes: fine */
+	bp->rc[6] = tl_spool_txn_state_put(txn, "empty", NULL, 0);
+	bp->rc[7] = tl_spool_txn_state_put(txn, "a", "first", 5);
+	if (bp->rc[7] == 0)
+		bp->rc[7] = tl_spool_txn_state_put(txn, "a", "second", 6); /* replaces */
+	return 0;
+}
+
+static void
+test_spool_state_put_bad_name_einval(void **state)
+{
+	struct fixture *fx = *state;
+	struct badput bp = {{0}};
+	struct tl_spool_hooks hk = {.on_txn = hk_bad_puts, .arg = &bp};
+	char name[TL_SPOOL_STATE_NAME_MAX + 1];
+	struct tl_spool *sp = open_spool(&fx->conf, 1, NULL);
+	void *v;
+	size_t len;
+
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), 0);
+	assert_int_equal(put_seeded(sp, 0, 10, 1), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(bp.calls, 1);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(bp.rc[i], -EINVAL);
+	assert_int_equal(bp.rc[5], 0);
+	assert_int_equal(bp.rc[6], 0);
+	assert_int_equal(bp.rc[7], 0);
+	/* A refused put leaves the transaction usable: the rest committed. */
+	memset(name, 'n', TL_SPOOL_STATE_NAME_MAX);
+	name[TL_SPOOL_STATE_NAME_MAX] = '\0';
+	assert_int_equal(tl_spool_state_get(sp, name, &v, &len), 0);
+	assert_int_equal(len, 1);
+	assert_memory_equal(v, "x", 1);
+	free(v);
+	/* Present but empty is not absent. */
+	assert_int_equal(tl_spool_state_get(sp, "empty", &v, &len), 0);
+	assert_non_null(v);
+	assert_int_equal(len, 0);
+	free(v);
+	assert_int_equal(tl_spool_state_get(sp, "a", &v, &len), 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(v, "second", 6);
+	free(v);
+	tl_spool_close(sp);
+}
+
+/* The hook's state needs a bigger map: grown and retried like a record that did not fit. */
+static void
+test_spool_hook_state_map_full_grows_and_retries(void **state)
+{
+	struct fixture *fx = *state;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	size_t big_len = 3 << 20;
+	uint8_t *big = malloc(big_len);
+	struct tl_spool_stats st;
+	struct clog log;
+	struct tl_spool *sp;
+	void *v;
+	size_t len;
+
+	assert_non_null(h);
+	assert_non_null(big);
+	fill(big, (uint32_t)big_len, 77);
+	h->big = big;
+	h->big_len = big_len;
+	clog_init(&log, 8);
+	sp = open_spool(&fx->conf, 1, &log); /* 1 MiB map, 64 MiB max */
+	set_hooks(sp, h, 0);
+	assert_int_equal(put_with_meta(sp, 0, 1000, 1, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(log.n, 1);
+	assert_int_equal(log.e[0].status, 0);
+	assert_int_equal(log.e[0].key, 1);
+	/* Called again in every retried transaction, with the same record. */
+	assert_true(h->calls >= 2);
+	for (size_t i = 0; i < h->n; i++)
+		assert_int_equal(h->e[i].user, 1);
+	assert_int_equal(h->put_rc, 0);
+	tl_spool_stats(sp, &st);
+	assert_true(st.map_grows >= 1);
+	assert_int_equal(st.error, 0);
+	assert_int_equal(st.lost, 0);
+	assert_true(st.used_bytes >= big_len); /* state pages count as used */
+	assert_int_equal(tl_spool_state_get(sp, "big", &v, &len), 0);
+	assert_int_equal(len, big_len);
+	assert_memory_equal(v, big, big_len);
+	free(v);
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(big);
+	free(h);
+}
+
+static struct tl_spool_conf small_conf(const struct fixture *fx, int policy);
+
+/* State that can never fit at max_size: the records are dropped, the writer lives on. */
+static void
+test_spool_hook_state_never_fits_drop_newest_not_fatal(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c = small_conf(fx, TL_SPOOL_DROP_NEWEST);
+	struct hooklog *h = calloc(1, sizeof(*h));
+	size_t big_len = 5 << 20; /* > max_size */
+	uint8_t *big = calloc(1, big_len);
+	struct tl_spool_stats st;
+	struct clog log;
+	struct tl_spool *sp;
+	void *v = NULL;
+	size_t len = 0;
+
+	assert_non_null(h);
+	assert_non_null(big);
+	h->big = big;
+	h->big_len = big_len;
+	clog_init(&log, 8);
+	sp = open_spool(&c, 1, &log);
+	set_hooks(sp, h, 0);
+	assert_int_equal(put_with_meta(sp, 0, 1000, 1, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(h->put_rc, -ENOSPC);
+	assert_int_equal(log.n, 1);
+	assert_int_equal(log.e[0].status, -ENOSPC);
+	assert_int_equal(log.e[0].key, 0);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.error, 0);
+	assert_int_equal(st.dropped_newest, 1);
+	assert_int_equal(st.records, 0);
+	assert_int_equal(st.map_size, c.max_size);
+	assert_int_equal(tl_spool_state_get(sp, "big", &v, &len), 0);
+	assert_null(v);
+	/* A hook that fits again works again. */
+	h->big = NULL;
+	h->write_state = true;
+	assert_int_equal(put_with_meta(sp, 0, 1000, 2, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(log.n, 2);
+	assert_int_equal(log.e[1].status, 0);
+	assert_int_equal(state_u64(sp, "last"), 2);
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(big);
+	free(h);
+}
+
+/* ---- FORCE puts ---- */
+
+static void
+test_spool_force_put_accepted_while_full_backpressure(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c;
+	struct tl_spool_stats st;
+	struct clog log;
+	struct got g;
+	struct tl_spool_buf *b;
+	struct tl_spool *sp;
+	uint8_t *p = malloc(64 << 10);
+	int ok = 0, rc = 0;
+
+	assert_non_null(p);
+	c = small_conf(fx, TL_SPOOL_BACKPRESSURE);
+	clog_init(&log, 128);
+	sp = open_spool(&c, 1, &log);
+	/* As in test_spool_full_backpressure_refuses_counted: up to the mark. */
+	for (int i = 0; i < 100; i++) {
+		rc = put_seeded(sp, 0, 64 << 10, (uint64_t)i);
+		if (rc != 0)
+			break;
+		ok++;
+		assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	}
+	assert_int_equal(rc, -ENOSPC);
+	b = tl_spool_buf_get(sp, 0);
+	assert_non_null(b);
+	b->len = 100;
+	fill(b->data, 100, 500);
+	b->user = 500;
+	assert_int_equal(tl_spool_buf_put(sp, 0, b), -ENOSPC);
+	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, 0), -ENOSPC);
+	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, 0x2), -EINVAL);
+	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, TL_SPOOL_PUT_FORCE), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.backpressure, 3); /* the two plain refusals and the fill's last */
+	assert_int_equal(st.records, ok + 1);
+	assert_int_equal(st.full, 1);
+	assert_int_equal(st.lost, 0);
+	assert_int_equal(log.n, ok + 1);
+	assert_int_equal(log.e[ok].user, 500);
+	assert_int_equal(log.e[ok].status, 0);
+	assert_int_equal(log.e[ok].key, ok + 1);
+	assert_int_equal(log.e[ok].readable, 1);
+
+	/* FORCE records go past the mark until the map is full at max_size: then
+	 * -ENOSPC, counted lost, and the writer is not stalled. */
+	for (int i = 0; i < 100 && log.e[log.n - 1].status == 0; i++) {
+		fill(p, 64 << 10, 600 + (uint64_t)i);
+		assert_int_equal(
+		        try_put_flags(sp, 0, p, 64 << 10, 600 + (uint64_t)i, TL_SPOOL_PUT_FORCE),
+		        0);
+		assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	}
+	assert_int_equal(log.e[log.n - 1].status, -ENOSPC);
+	assert_int_equal(log.e[log.n - 1].key, 0);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.lost, 1);
+	assert_int_equal(st.dropped_newest, 0);
+	assert_int_equal(st.error, 0);
+	assert_int_equal(st.map_size, c.max_size);
+	assert_true(st.used_bytes > st.high_water_bytes);
+	assert_int_equal(st.records, log.n - 1);
+	assert_true(st.records > (uint64_t)ok + 10); /* well past the mark */
+	got_init(&g, 128);
+	read_all(sp, 0, &g);
+	assert_int_equal(g.n, st.records);
+	for (size_t i = 0; i < g.n; i++) {
+		assert_int_equal(g.keys[i], i + 1);
+		check_seeded(g.data[i], g.len[i], log.e[i].user);
+	}
+	/* Room again after delivery: FORCE stored, plain still refused while full. */
+	for (uint64_t k = 1; k <= 10; k++)
+		assert_int_equal(tl_spool_ack(sp, k), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	fill(p, 64 << 10, 999);
+	assert_int_equal(try_put_flags(sp, 0, p, 64 << 10, 999, TL_SPOOL_PUT_FORCE), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(log.e[log.n - 1].user, 999);
+	assert_int_equal(log.e[log.n - 1].status, 0);
+	assert_int_equal(put_seeded(sp, 0, 10, 1000), -ENOSPC);
+	got_fini(&g);
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(p);
+}
+
+static void
+test_spool_force_put_drop_newest_stored_not_dropped(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c = small_conf(fx, TL_SPOOL_DROP_NEWEST);
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct tl_spool_stats st;
+	struct clog log;
+	struct tl_spool *sp;
+	uint64_t u = 0, dropped;
+	size_t forced;
+
+	assert_non_null(h);
+	clog_init(&log, 256);
+	sp = open_spool(&c, 1, &log);
+	log.sp = NULL;
+	set_hooks(sp, h, 8);
+	/* Plain records until the policy drops one. */
+	while (log.n == 0 || log.e[log.n - 1].status == 0) {
+		assert_true(u < 100);
+		assert_int_equal(put_with_meta(sp, 0, 64 << 10, u++, 8, 0), 0);
+		assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	}
+	assert_int_equal(log.e[log.n - 1].status, -ENOSPC);
+	tl_spool_stats(sp, &st);
+	dropped = st.dropped_newest;
+	assert_int_equal(dropped, 1);
+	/* FORCE ones are stored over the mark, a plain one between them still dropped. */
+	forced = log.n;
+	assert_int_equal(put_with_meta(sp, 0, 64 << 10, 1000, 8, TL_SPOOL_PUT_FORCE), 0);
+	assert_int_equal(put_with_meta(sp, 0, 64 << 10, 1001, 8, 0), 0);
+	assert_int_equal(put_with_meta(sp, 0, 64 << 10, 1002, 8, TL_SPOOL_PUT_FORCE), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(log.n, forced + 3);
+	assert_int_equal(log.e[forced].user, 1000);
+	assert_int_equal(log.e[forced].status, 0);
+	assert_true(log.e[forced].key > 0);
+	assert_int_equal(log.e[forced + 1].status, -ENOSPC);
+	assert_int_equal(log.e[forced + 2].user, 1002);
+	assert_int_equal(log.e[forced + 2].status, 0);
+	assert_int_equal(log.e[forced + 2].key, log.e[forced].key + 1);
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.dropped_newest, 2);
+	assert_int_equal(st.lost, 0);
+	assert_true(st.used_bytes > st.high_water_bytes);
+	/* The hook saw the stored records only, never a dropped one. */
+	assert_false(h->bad);
+	for (size_t i = 0, j = 0; i < log.n; i++) {
+		if (log.e[i].status != 0)
+			continue;
+		assert_true(j < h->n);
+		assert_int_equal(h->e[j].user, log.e[i].user);
+		j++;
+		if (i == log.n - 1)
+			assert_int_equal(j, h->n);
+	}
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(h);
+}
+
+/* ---- kill -9 inside the hook ---- */
+
+/* Child side: the payload and the side data both start with the sequence number. */
+struct hcrash {
+	int fd_in_hook;   /* one byte when it parks inside the hook */
+	unsigned park_at; /* park in this hook call (1-based), 0: never */
+	unsigned calls;
+	useconds_t dwell; /* sleep in every hook call: kills land inside it */
+};
+
+static int
+hcrash_txn(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bufs, unsigned n)
+{
+	struct hcrash *hc = arg;
+	uint64_t last = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (bufs[i]->meta_len != 8 || memcmp(bufs[i]->meta, bufs[i]->data, 8) != 0)
+			_exit(6);
+		memcpy(&last, bufs[i]->meta, 8);
+	}
+	if (tl_spool_txn_state_put(txn, "seq", &last, 8) != 0)
+		_exit(7);
+	if (++hc->calls == hc->park_at) {
+		/* State and records are written, not committed: die here. */
+		if (write(hc->fd_in_hook, "h", 1) != 1)
+			_exit(8);
+		for (;;)
+			pause();
+	}
+	if (hc->dwell)
+		usleep(hc->dwell);
+	return 0;
+}
+
+static void
+hcrash_child(const struct tl_spool_conf *c, int fd_commit, struct hcrash *hc, uint64_t seed)
+{
+	struct tl_spool_hooks hk = {.meta_size = 8, .on_txn = hcrash_txn, .arg = hc};
+	struct tl_spool *sp = NULL;
+	uint64_t s = seed, seq = 0;
+
+	crash_fd = fd_commit;
+	alarm(20); /* never outlive the test */
+	if (tl_spool_open(c, 1, 0, crash_commit, NULL, &sp) != 0)
+		_exit(2);
+	if (tl_spool_set_hooks(sp, &hk) != 0)
+		_exit(2);
+	for (;;) {
+		struct tl_spool_buf *b = tl_spool_buf_get(sp, 0);
+		uint32_t n;
+
+		if (b == NULL) {
+			sched_yield();
+			continue;
+		}
+		n = 8 + (uint32_t)(rng64(&s) % 2000);
+		fill(b->data, n, rng64(&s));
+		memcpy(b->data, &seq, 8);
+		memcpy(b->meta, &seq, 8);
+		b->meta_len = 8;
+		b->len = n;
+		b->user = XXH3_64bits(b->data, n);
+		if (tl_spool_buf_put(sp, 0, b) != 0)
+			_exit(4);
+		seq++;
+	}
+}
+
+/* After the crash: records are seq 0..S in order and the state says S (or both absent). */
+static size_t
+hcrash_check(const struct tl_spool_conf *c)
+{
+	struct tl_spool *sp = open_spool(c, 0, NULL);
+	struct tl_spool_stats st;
+	struct got g;
+	void *v = NULL;
+	size_t len = 0, n;
+	uint64_t seq;
+
+	tl_spool_stats(sp, &st);
+	assert_int_equal(st.quarantined, 0);
+	got_init(&g, st.records + 1);
+	read_all(sp, 0, &g);
+	assert_int_equal(g.n, st.records);
+	for (size_t i = 0; i < g.n; i++) {
+		assert_true(g.len[i] >= 8);
+		memcpy(&seq, g.data[i], 8);
+		assert_int_equal(seq, i);
+	}
+	assert_int_equal(tl_spool_state_get(sp, "seq", &v, &len), 0);
+	if (g.n == 0) {
+		assert_null(v);
+	} else {
+		assert_non_null(v);
+		assert_int_equal(len, 8);
+		memcpy(&seq, v, 8);
+		assert_int_equal(seq, g.n - 1);
+	}
+	free(v);
+	n = g.n;
+	got_fini(&g);
+	tl_spool_close(sp);
+	return n;
+}
+
+static void
+test_spool_crash_in_hook_records_and_state_atomic(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c = fx->conf;
+	const unsigned delays_ms[] = {0, 9, 31};
+
+	c.nosync = false;
+	c.commit_interval_ns = 500000;
+	for (unsigned round = 0; round < 3; round++) {
+		struct hcrash hc = {.park_at = round == 0 ? 4 : 0, .dwell = 3000};
+		int fds[2], hfd[2], status;
+		size_t committed = 0, after;
+		struct crash_msg m;
+		pid_t pid;
+		char x;
+
+		assert_int_equal(pipe(fds), 0);
+		assert_int_equal(pipe(hfd), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(fds[0]);
+			close(hfd[0]);
+			hc.fd_in_hook = hfd[1];
+			hcrash_child(&c, fds[1], &hc, 99 + round);
+			_exit(5);
+		}
+		close(fds[1]);
+		close(hfd[1]);
+		if (round == 0) {
+			/* Parked inside the 4th transaction's hook, state already put. */
+			assert_int_equal(read(hfd[0], &x, 1), 1);
+		} else {
+			assert_int_equal(read(fds[0], &m, sizeof(m)), sizeof(m));
+			committed++;
+			usleep(delays_ms[round] * 1000);
+		}
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		while (read(fds[0], &m, sizeof(m)) == (ssize_t)sizeof(m))
+			committed++;
+		close(fds[0]);
+		close(hfd[0]);
+		after = hcrash_check(&c);
+		/* Every reported commit is there; parked, nothing more is. */
+		if (round == 0)
+			assert_int_equal(after, committed);
+		else
+			assert_true(after >= committed);
+		rm_spool(fx->dir);
+	}
+}
+
 /* ---- benchmark ---- */
 
 static void
@@ -1691,6 +2653,32 @@ main(void)
 	                test_spool_resize_waits_for_readers_then_completes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_commit_failure_reported_sticky, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_hook_sees_txn_buffers_with_meta, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_hook_state_survives_reopen_and_rdonly, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_state_get_bad_args_einval, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_state_old_spool_rdonly_absent_rw_created, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_hook_error_fails_writer_nothing_stored, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_set_hooks_misuse_rejected, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_meta_len_reset_on_get_bounded_by_cap, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_state_put_bad_name_einval, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_hook_state_map_full_grows_and_retries, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_hook_state_never_fits_drop_newest_not_fatal, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_force_put_accepted_while_full_backpressure, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_force_put_drop_newest_stored_not_dropped, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_crash_in_hook_records_and_state_atomic, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_bench_reports_consistent_figures, setup, teardown),
 	};
