@@ -26,6 +26,7 @@ struct tl_counters {
 	uint64_t event_bytes;    /**< bytes of accepted events */
 	uint64_t rx_nombuf;      /**< driver: RX mbuf allocation failures (from the NIC) */
 	uint64_t rx_missed;      /**< driver: packets the NIC dropped (imissed) */
+	uint64_t tx_frames, tx_dropped; /**< driver: replies sent / lost (no mbuf, queue full) */
 	uint64_t reason[TL_REASON_MAX]; /**< drops/ignores/rejects by reason */
 } __attribute__((aligned(64)));
 

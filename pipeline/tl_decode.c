@@ -9,19 +9,11 @@
 
 #include "tl_cksum.h"
 #include "tl_decode.h"
+#include "tl_wire.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-#define ETH_HDR_LEN 14
-#define VLAN_TAG_LEN 4
-#define VLAN_MAX_TAGS 2
-
-#define ETHERTYPE_IPV4 0x0800
-#define ETHERTYPE_IPV6 0x86dd
-#define ETHERTYPE_8021Q 0x8100
-#define ETHERTYPE_8021AD 0x88a8
-#define ETHERTYPE_QINQ_LEGACY 0x9100
 
 #define IPV4_MIN_HDR 20
 #define IPV4_MF 0x2000

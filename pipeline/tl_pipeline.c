@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "tl_decode.h"
+#include "tl_frame.h"
 #include "tl_json.h"
 #include "tl_pipeline.h"
+#include "tl_reply.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -59,13 +61,19 @@ add_drops(struct tl_counters *c, const struct tl_reasm_drops *d)
 void
 tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint32_t len)
 {
+	w->cnt.udp_datagrams++;
+	tl_pipeline_events(w, payload, len);
+}
+
+void
+tl_pipeline_events(struct tl_pipeline_worker *w, const uint8_t *payload, uint32_t len)
+{
 	const uint8_t *p = payload, *end = payload + len;
 	struct tl_counters *c = &w->cnt;
-	/* One generation for the whole datagram: its db and scratch belong together, and the
+	/* One generation for the whole buffer: its db and scratch belong together, and the
 	 * sink encodes each event (pattern names) before this returns. */
 	const struct tl_live_gen *g = w->live ? tl_live_current(w->live) : NULL;
 
-	c->udp_datagrams++;
 	/* NDJSON: a raw newline cannot occur inside a JSON string, so splitting on '\n'
 	 * first is exact, and a malformed line can never swallow its neighbour. */
 	while (p < end) {
@@ -135,6 +143,19 @@ deliver_udp(struct tl_pipeline_worker *w, const struct tl_l3_view *l3, const uin
 		return;
 	}
 	w->cnt.reassembled += reassembled;
+	/* A raw datagram starts with '{' (or whitespace): one compare keeps framed mode off
+	 * the NDJSON path's cost. */
+	if (unlikely(w->framed != NULL && tl_frame_is_frame(u.payload, u.len))) {
+		struct tl_peer peer;
+
+		w->cnt.udp_datagrams++;
+		if (tl_peer_from(&peer, w->frame, w->frame_len, l3, u.sport, u.dport) < 0) {
+			w->cnt.reason[TL_REASON_PKT_ETH_TRUNCATED]++;
+			return;
+		}
+		w->framed(w->framed_arg, w, &peer, u.payload, u.len);
+		return;
+	}
 	tl_pipeline_datagram(w, u.payload, u.len);
 }
 
@@ -147,6 +168,8 @@ tl_pipeline_rx(struct tl_pipeline_worker *w, const uint8_t *frame, uint32_t len,
 
 	w->cnt.rx_frames++;
 	w->cnt.rx_bytes += len;
+	w->frame = frame;
+	w->frame_len = len;
 	v = tl_decode_frame(frame, len, hw_flags, &l3);
 	if (unlikely(v != TL_REASON_OK)) {
 		w->cnt.reason[v]++;
@@ -185,6 +208,20 @@ void
 tl_pipeline_set_tick(struct tl_pipeline_worker *w, tl_sink_tick_fn tick)
 {
 	w->tick = tick;
+}
+
+void
+tl_pipeline_set_framed(struct tl_pipeline_worker *w, tl_framed_fn fn, void *arg)
+{
+	w->framed = fn;
+	w->framed_arg = arg;
+}
+
+void
+tl_pipeline_set_tx(struct tl_pipeline_worker *w, tl_tx_fn tx, void *arg)
+{
+	w->tx = tx;
+	w->tx_arg = arg;
 }
 
 void

@@ -46,6 +46,27 @@ typedef void (*tl_event_sink_fn)(void *arg, const struct tl_event *ev, enum tl_r
  */
 typedef void (*tl_sink_tick_fn)(void *arg, uint64_t now_ns);
 
+struct tl_peer;
+struct tl_pipeline_worker;
+
+/**
+ * Sends one Ethernet frame out of the worker's own TX queue; set by the driver that runs
+ * the worker (NULL: this driver cannot send). The frame is copied before the call
+ * returns; sending may be deferred to the end of the current burst.
+ * @return 0; -ENOBUFS (no buffer or the queue is full: dropped and counted by the
+ *         driver); -ENOTSUP.
+ */
+typedef int (*tl_tx_fn)(void *arg, const uint8_t *frame, uint32_t len);
+
+/**
+ * Takes a telemetry datagram whose payload is a framed-protocol frame (tl_frame.h), in
+ * place of the NDJSON path. @p peer says where it came from (for the reply); both
+ * pointers are valid only during the call. The handler feeds the frame's events back
+ * with tl_pipeline_events().
+ */
+typedef void (*tl_framed_fn)(void *arg, struct tl_pipeline_worker *w, const struct tl_peer *peer,
+		const uint8_t *payload, uint32_t len);
+
 struct tl_pipeline_worker {
 	struct tl_counters cnt;          /**< single writer: this worker */
 	const struct tl_schema *schema;
@@ -56,6 +77,12 @@ struct tl_pipeline_worker {
 	uint64_t port_map[65536 / 64];   /**< telemetry UDP destination ports */
 	struct tl_live *live;            /**< classification generations, or NULL: none */
 	unsigned live_id;                /**< this worker's id in @c live */
+	tl_framed_fn framed;             /**< framed-protocol handler, or NULL (all NDJSON) */
+	void *framed_arg;
+	tl_tx_fn tx;                     /**< the driver's sender, or NULL */
+	void *tx_arg;
+	const uint8_t *frame;            /**< the Ethernet frame being processed (for peers) */
+	uint32_t frame_len;
 	struct tl_event ev;              /**< scratch, reused for every event */
 } __attribute__((aligned(64)));
 
@@ -117,6 +144,21 @@ void tl_pipeline_rx(struct tl_pipeline_worker *w, const uint8_t *frame, uint32_t
 
 /** Process one telemetry UDP payload (NDJSON) that was decoded elsewhere. */
 void tl_pipeline_datagram(struct tl_pipeline_worker *w, const uint8_t *payload, uint32_t len);
+
+/**
+ * Extract, classify and hand to the sink every event of an NDJSON buffer (the body of a
+ * datagram or of a frame). Counts events, not datagrams.
+ */
+void tl_pipeline_events(struct tl_pipeline_worker *w, const uint8_t *ndjson, uint32_t len);
+
+/**
+ * Send framed payloads to @p fn instead of the NDJSON path (NULL: none). Call before the
+ * worker runs.
+ */
+void tl_pipeline_set_framed(struct tl_pipeline_worker *w, tl_framed_fn fn, void *arg);
+
+/** The driver's sender for this worker (drivers call it before the worker runs). */
+void tl_pipeline_set_tx(struct tl_pipeline_worker *w, tl_tx_fn tx, void *arg);
 
 /** Expire stale reassembly state. UINT64_MAX: all (at shutdown). */
 void tl_pipeline_expire(struct tl_pipeline_worker *w, uint64_t now_ns);

@@ -29,6 +29,13 @@
 #define MAX_BURST 256
 #define MAX_QUEUES RTE_MAX_LCORE
 #define LINEAR_BUF 16384 /* a multi-segment frame is copied here; jumbo frames fit */
+/* Replies: frames are copied into mbufs of their own pool (the RX pool's mbufs belong to
+ * the NIC's receive rings; draining it for ACKs would drop telemetry) and queued in a
+ * per-worker buffer that goes out in one tx_burst per rx burst or tick. */
+#define TX_BUFFER_SIZE 32
+#define TX_DATA_ROOM 2048 /* a reply is one non-fragmented datagram: 1522 bytes at MTU 1500 */
+#define TX_POOL_MIN 4095  /* 2^n - 1: the mempool ring's best size */
+#define TX_POOL_CACHE 32
 
 const struct tl_opt tl_dpdk_opts[] = {
 	{.name = "lcores", .type = TL_OPT_STRING, .offset = offsetof(struct tl_dpdk_conf, lcores),
@@ -85,6 +92,10 @@ struct worker_ctx {
 	uint64_t idle_stop_ns;
 	volatile int *stop;
 	uint8_t *linear;        /* LINEAR_BUF bytes on the port's socket */
+	struct rte_eth_dev_tx_buffer *txb; /* NULL: the port has no TX queue for this worker */
+	/* Single writer (this worker, relaxed stores); tl_dpdk_stats() reads them. */
+	uint64_t tx_frames;     /* handed to the NIC */
+	uint64_t tx_dropped;    /* no mbuf, too long, or the TX queue was full */
 	int result;
 } __rte_cache_aligned;
 
@@ -92,12 +103,14 @@ struct tl_dpdk {
 	struct tl_dpdk_conf conf;
 	uint16_t port;
 	uint16_t n_queues;
+	uint16_t n_tx;          /* TX queues: n_queues, or fewer if the port has fewer */
 	int socket;
 	bool started;
 	bool eal_up;
 	bool have_port;
 	bool hw_cksum;
 	struct rte_mempool *pool;
+	struct rte_mempool *tx_pool; /* replies; NULL when n_tx is 0 */
 	struct worker_ctx *ctx;
 	char desc[256];
 };
@@ -264,7 +277,16 @@ port_setup(struct tl_dpdk *d)
 		pc.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
 		d->hw_cksum = true;
 	}
-	nb_tx = info.max_tx_queues ? 1 : 0;
+	/* One TX queue per worker: replies need no lock. A port with fewer gets no sharing
+	 * either; the workers past its last TX queue simply cannot reply. */
+	nb_tx = RTE_MIN(d->n_queues, info.max_tx_queues);
+	if (nb_tx < d->n_queues)
+		TL_WARN("port %u (%s) has %u TX queues for %u workers: framed-protocol ACKs "
+			"cannot be sent from RX queues %u-%u (give the device more queues, or "
+			"set capture.workers <= %u)",
+				d->port, info.driver_name, nb_tx, d->n_queues, nb_tx,
+				d->n_queues - 1, nb_tx);
+	d->n_tx = nb_tx;
 	rc = rte_eth_dev_configure(d->port, d->n_queues, nb_tx, &pc);
 	if (rc != 0) {
 		TL_ERR("port %u (%s): configure with %u RX queues failed: %s%s", d->port,
@@ -305,12 +327,109 @@ port_setup(struct tl_dpdk *d)
 			return TL_E_DPDK;
 		}
 	}
+	if (nb_tx > 0) {
+		/* Enough for every TX ring full of sent-but-not-completed mbufs plus every
+		 * worker's buffer and cache, so a busy ring alone never starves the others. */
+		unsigned n = RTE_MAX((unsigned)TX_POOL_MIN,
+				nb_tx * ((unsigned)nb_txd + TX_BUFFER_SIZE + TX_POOL_CACHE));
+
+		snprintf(name, sizeof(name), "tl_tx_p%u", d->port);
+		d->tx_pool = rte_pktmbuf_pool_create(name, n, TX_POOL_CACHE, 0,
+				RTE_PKTMBUF_HEADROOM + TX_DATA_ROOM, d->socket);
+		if (d->tx_pool == NULL) {
+			TL_ERR("cannot create a TX mempool of %u mbufs on socket %d: %s "
+			       "(raise capture.dpdk.memory or reserve more hugepages)",
+					n, d->socket, rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
+	}
 	snprintf(d->desc, sizeof(d->desc),
-			"port %u driver %s socket %d rx_queues %u rx_desc %u rss %s hw_cksum %s",
-			d->port, info.driver_name, d->socket, d->n_queues, nb_rxd,
+			"port %u driver %s socket %d rx_queues %u rx_desc %u tx_queues %u rss %s "
+			"hw_cksum %s",
+			d->port, info.driver_name, d->socket, d->n_queues, nb_rxd, nb_tx,
 			pc.rxmode.mq_mode == RTE_ETH_MQ_RX_RSS ? "on" : "off",
 			d->hw_cksum ? "on" : "off");
 	return 0;
+}
+
+/* --- replies --- */
+
+/* Single writer: a plain read, a relaxed store, so the scrape thread never sees a torn
+ * value. */
+static inline void
+count_add(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+}
+
+/* What tx_burst did not take (the queue was full) is dropped: an ACK that waits is
+ * worth no more than one the producer will ask for again. */
+static void
+tx_unsent(struct rte_mbuf **unsent, uint16_t count, void *userdata)
+{
+	struct worker_ctx *wc = userdata;
+
+	count_add(&wc->tx_dropped, count);
+	rte_pktmbuf_free_bulk(unsent, count);
+}
+
+static int
+tx_buffer_init(struct worker_ctx *wc, int socket)
+{
+	wc->txb = rte_zmalloc_socket("tl_txbuf", RTE_ETH_TX_BUFFER_SIZE(TX_BUFFER_SIZE), 0,
+			socket);
+	if (wc->txb == NULL)
+		return -ENOMEM;
+	if (rte_eth_tx_buffer_init(wc->txb, TX_BUFFER_SIZE) != 0 ||
+			rte_eth_tx_buffer_set_err_callback(wc->txb, tx_unsent, wc) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * The pipeline's tl_tx_fn: runs on the worker's lcore only (its TX queue has no lock).
+ * The frame is copied now; it leaves when the buffer fills or at the next flush.
+ */
+static int
+tx_frame(void *arg, const uint8_t *frame, uint32_t len)
+{
+	struct worker_ctx *wc = arg;
+	struct rte_mbuf *m;
+	uint16_t sent;
+	char *p;
+
+	if (unlikely(len > TX_DATA_ROOM)) {
+		count_add(&wc->tx_dropped, 1);
+		return -EMSGSIZE;
+	}
+	m = rte_pktmbuf_alloc(wc->d->tx_pool);
+	if (unlikely(m == NULL)) {
+		count_add(&wc->tx_dropped, 1);
+		return -ENOBUFS;
+	}
+	p = rte_pktmbuf_append(m, (uint16_t)len);
+	if (unlikely(p == NULL)) { /* a PMD reserving more headroom than asked */
+		rte_pktmbuf_free(m);
+		count_add(&wc->tx_dropped, 1);
+		return -EMSGSIZE;
+	}
+	memcpy(p, frame, len);
+	sent = rte_eth_tx_buffer(wc->d->port, wc->queue, wc->txb, m);
+	if (sent)
+		count_add(&wc->tx_frames, sent);
+	return 0;
+}
+
+static inline void
+tx_flush(struct worker_ctx *wc)
+{
+	uint16_t sent;
+
+	if (wc->txb == NULL)
+		return;
+	sent = rte_eth_tx_buffer_flush(wc->d->port, wc->queue, wc->txb);
+	if (sent)
+		count_add(&wc->tx_frames, sent);
 }
 
 int
@@ -401,6 +520,11 @@ tl_dpdk_open(const struct tl_dpdk_conf *conf, unsigned n_queues, const char *pro
 			rc = -ENOMEM;
 			goto fail;
 		}
+	}
+	for (unsigned q = 0; q < d->n_tx; q++) {
+		rc = tx_buffer_init(&d->ctx[q], d->socket);
+		if (rc < 0)
+			goto fail;
 	}
 	free(a);
 	*out = d;
@@ -493,6 +617,8 @@ worker_main(void *arg)
 		 * batch back any more than silence does. One compare per burst. */
 		if (unlikely(tsc - last_tick > tick_tsc)) {
 			tl_pipeline_tick(wc->pw, now_ns(tsc, ns_per_tsc));
+			/* A tick can commit a batch and so acknowledge frames. */
+			tx_flush(wc);
 			last_tick = tsc;
 		}
 		if (unlikely(n == 0)) {
@@ -506,6 +632,7 @@ worker_main(void *arg)
 		}
 		last_rx = tsc;
 		process_burst(wc, pkts, n, now_ns(tsc, ns_per_tsc));
+		tx_flush(wc);
 		wc->received += n;
 		if (wc->expect && wc->received >= wc->expect)
 			break;
@@ -516,11 +643,13 @@ worker_main(void *arg)
 		if (n == 0)
 			break;
 		process_burst(wc, pkts, n, now_ns(rte_rdtsc(), ns_per_tsc));
+		tx_flush(wc);
 		wc->received += n;
 	}
 	/* Datagrams still missing fragments can never complete now: count them; and
 	 * whatever the sink still holds goes out. */
 	tl_pipeline_tick(wc->pw, UINT64_MAX);
+	tx_flush(wc);
 	tl_pipeline_offline(wc->pw);
 	return 0;
 }
@@ -553,6 +682,7 @@ tl_dpdk_run(struct tl_dpdk *d, struct tl_pipeline_worker *workers, const uint64_
 		wc->expect = expect ? expect[q] : 0;
 		wc->idle_stop_ns = idle_stop_ns;
 		wc->stop = stop;
+		tl_pipeline_set_tx(wc->pw, wc->txb ? tx_frame : NULL, wc->txb ? wc : NULL);
 		rc = rte_eal_remote_launch(worker_main, wc, lcore);
 		if (rc != 0) {
 			TL_ERR("cannot launch worker on lcore %u: %s", lcore, rte_strerror(-rc));
@@ -582,10 +712,16 @@ tl_dpdk_stats(struct tl_dpdk *d, struct tl_counters *c)
 {
 	struct rte_eth_stats st;
 
-	if (d == NULL || rte_eth_stats_get(d->port, &st) != 0)
+	if (d == NULL)
 		return;
-	c->rx_missed += st.imissed;
-	c->rx_nombuf += st.rx_nombuf;
+	if (rte_eth_stats_get(d->port, &st) == 0) {
+		c->rx_missed += st.imissed;
+		c->rx_nombuf += st.rx_nombuf;
+	}
+	for (unsigned q = 0; d->ctx && q < d->n_queues; q++) {
+		c->tx_frames += __atomic_load_n(&d->ctx[q].tx_frames, __ATOMIC_RELAXED);
+		c->tx_dropped += __atomic_load_n(&d->ctx[q].tx_dropped, __ATOMIC_RELAXED);
+	}
 }
 
 void
@@ -597,13 +733,16 @@ tl_dpdk_close(struct tl_dpdk *d)
 		rte_eth_dev_stop(d->port);
 	if (d->eal_up) {
 		if (d->ctx) {
-			for (unsigned q = 0; q < d->n_queues; q++)
+			for (unsigned q = 0; q < d->n_queues; q++) {
 				rte_free(d->ctx[q].linear);
+				rte_free(d->ctx[q].txb);
+			}
 			rte_free(d->ctx);
 		}
 		if (d->have_port)
 			rte_eth_dev_close(d->port);
 		rte_mempool_free(d->pool);
+		rte_mempool_free(d->tx_pool);
 		rte_eal_cleanup();
 	}
 	free(d);

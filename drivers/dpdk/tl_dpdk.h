@@ -9,6 +9,11 @@
  * worker lcore per queue to completion: rx_burst -> tl_pipeline_rx -> free, with no
  * locks. The main lcore only waits and handles signals.
  *
+ * Replies (framed-protocol ACKs): each worker also gets its own TX queue, when the port
+ * has that many (workers past the port's last TX queue cannot reply: a warning at open),
+ * and copies each reply into an mbuf of a separate small TX mempool; replies are batched
+ * and flushed after every RX burst, at every tick and when the worker stops.
+ *
  * Lifetime: tl_dpdk_open() once per process (the EAL cannot be initialised twice),
  * tl_dpdk_run() once, tl_dpdk_close() once.
  */
@@ -84,7 +89,11 @@ const char *tl_dpdk_describe(const struct tl_dpdk *d);
 int tl_dpdk_run(struct tl_dpdk *d, struct tl_pipeline_worker *workers, const uint64_t *expect,
 		uint64_t idle_stop_ns, volatile int *stop);
 
-/** Add the NIC's own counters (imissed, rx_nombuf) to @p c. */
+/**
+ * Add the NIC's own counters (imissed, rx_nombuf) and the driver's reply counters
+ * (tx_frames: handed to the NIC; tx_dropped: no mbuf, too long, or TX queue full) to @p c.
+ * Callable while the workers run (relaxed reads).
+ */
 void tl_dpdk_stats(struct tl_dpdk *d, struct tl_counters *c);
 
 /** Stop and close the port and clean up the EAL. NULL-safe. */
