@@ -6,6 +6,10 @@
  * '\n') and go to a kernel UDP socket (--udp), to pcap files (--pcap) or nowhere (the
  * default: generation only, for truth files and timing). --truth and --summary write
  * what the pipeline must extract and count for exactly this output.
+ *
+ * With --framed the same events go through libtapline-producer instead (tl_producer.h):
+ * frames of several events, acknowledged, resent, spilled to --spill-dir; the generator,
+ * the truth and the summary do not change.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +32,7 @@
 #include "tl_opt.h"
 #include "tl_pcapw.h"
 #include "tl_probe.h"
+#include "tl_producer.h"
 #include "tl_reason.h"
 
 #ifndef TL_DATA_DIR
@@ -35,6 +40,10 @@
 #endif
 
 #define DEFAULT_COUNT 10000
+#define DEFAULT_ACK_WAIT 30.0
+#define GEN_EXIT_UNACKED 3   /* --framed: events still unacknowledged after --ack-wait */
+#define FRAMED_POLL_EVERY 16 /* events between two non-blocking producer polls */
+#define FRAMED_FLUSH_SLICE_MS 100
 
 static volatile sig_atomic_t gen_stop;
 
@@ -82,7 +91,8 @@ gen_usage(FILE *f)
 	        "      --udp HOST:PORT         send datagrams with a UDP socket; HOST must be\n"
 	        "                              loopback or in 198.18.0.0/15 unless\n"
 	        "      --any-destination       is given\n"
-	        "      --probe URL             with --udp, measure freshness: every --probe-every events\n"
+	        "      --probe URL             with --udp, measure freshness: every --probe-every "
+	        "events\n"
 	        "                              (default 1000) send a probe event and poll this\n"
 	        "                              ClickHouse (URL?database=DB) until it is visible;\n"
 	        "                              prints figure freshness_p50_s/_p95_s/_p99_s\n"
@@ -101,6 +111,25 @@ gen_usage(FILE *f)
 	        "      --noise-share F         ARP/LLDP, DNS and TCP frames per datagram (default\n"
 	        "                              0.01)\n"
 	        "\n"
+	        "Framed mode (with --udp; not with --pcap or --probe):\n"
+	        "      --framed                send through the producer library: frames of\n"
+	        "                              several events, acknowledged, resent, spilled\n"
+	        "                              to disk\n"
+	        "      --spill-dir DIR         the producer's state and spill folder (required;\n"
+	        "                              created); frames left there are resent first\n"
+	        "      --producer-id N         producer id, non-zero (default 1)\n"
+	        "      --key-file FILE         sign frames with the key of --producer-id and\n"
+	        "      --key-id N              this key id (default 1) from FILE (the appliance's\n"
+	        "                              keys file format)\n"
+	        "      --zstd-level N          compress frame bodies, 1..22 (default 0: off)\n"
+	        "      --frame-size SIZE       NDJSON bytes per frame at most, 2..%u (default the\n"
+	        "                              largest; an event must be smaller: larger ones are\n"
+	        "                              skipped, counted and left out of --truth)\n"
+	        "      --ack-wait SEC          at the end wait up to SEC for every frame to be\n"
+	        "                              acknowledged (default 30; 0: do not wait)\n"
+	        "      --ack-timeout MS        first ACK timeout before a resend, doubled per\n"
+	        "                              resend (default the library's, 500)\n"
+	        "\n"
 	        "Reference output:\n"
 	        "      --truth FILE            one JSON line per event, in generation order: the\n"
 	        "                              verdict and the values the pipeline must extract\n"
@@ -108,9 +137,13 @@ gen_usage(FILE *f)
 	        "  -h, --help                  this text\n"
 	        "\n"
 	        "Prints 'figure gen_events N', 'figure gen_datagrams N', 'figure gen_bytes N'\n"
-	        "(NDJSON bytes) and with --udp 'figure gen_rate R events/s'.\n"
-	        "Exit codes: 0 ok, 1 runtime failure, 2 usage error.\n",
-	        DEFAULT_COUNT);
+	        "(NDJSON bytes) and with --udp 'figure gen_rate R events/s'; with --framed\n"
+	        "gen_datagrams counts frames and the producer's counters follow as\n"
+	        "'figure gen_framed_<name> N'.\n"
+	        "Exit codes: 0 ok, 1 runtime failure (with --framed: also events rejected by the\n"
+	        "appliance), 2 usage error, 3 (--framed) events still unacknowledged after\n"
+	        "--ack-wait (they stay in --spill-dir).\n",
+	        DEFAULT_COUNT, (unsigned)TL_PRODUCER_FRAME_BYTES_MAX);
 }
 
 struct gen_opts {
@@ -122,6 +155,11 @@ struct gen_opts {
 	double rate, duration, error_share, malformed_share, fault_share, ipv6_share, vlan_share,
 	        noise_share;
 	bool any_destination, have_count;
+	/* --framed */
+	const char *spill_dir, *key_file;
+	uint64_t producer_id, key_id, zstd_level, frame_size, ack_timeout_ms;
+	double ack_wait;
+	bool framed, framed_opts;
 };
 
 static int
@@ -212,6 +250,29 @@ parse_seconds(const char *opt, const char *s, double *v)
 }
 
 static int
+check_framed_opts(const struct gen_opts *o)
+{
+	const char *why = NULL;
+
+	if (!o->framed && o->framed_opts)
+		why = "--spill-dir, --producer-id, --key-file, --key-id, --zstd-level, "
+		      "--frame-size, --ack-wait and --ack-timeout need --framed";
+	else if (o->framed && o->pcap)
+		why = "--framed and --pcap are exclusive";
+	else if (o->framed && o->probe)
+		why = "--framed and --probe are exclusive";
+	else if (o->framed && o->udp == NULL)
+		why = "--framed needs --udp HOST:PORT";
+	else if (o->framed && o->spill_dir == NULL)
+		why = "--framed needs --spill-dir DIR (the producer's state and spill)";
+	if (why != NULL) {
+		fprintf(stderr, "gen: %s\ntry 'tapline gen --help'\n", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
 parse_opts(int argc, char **argv, struct gen_opts *o)
 {
 	enum {
@@ -243,6 +304,15 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 		O_VLAN,
 		O_PORT,
 		O_NOISE,
+		O_FRAMED,
+		O_SPILL_DIR,
+		O_PRODUCER_ID,
+		O_KEY_FILE,
+		O_KEY_ID,
+		O_ZSTD_LEVEL,
+		O_FRAME_SIZE,
+		O_ACK_WAIT,
+		O_ACK_TIMEOUT,
 	};
 	static const struct option lo[] = {
 	        {"data", required_argument, NULL, O_DATA},
@@ -274,6 +344,15 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 	        {"vlan-share", required_argument, NULL, O_VLAN},
 	        {"port", required_argument, NULL, O_PORT},
 	        {"noise-share", required_argument, NULL, O_NOISE},
+	        {"framed", no_argument, NULL, O_FRAMED},
+	        {"spill-dir", required_argument, NULL, O_SPILL_DIR},
+	        {"producer-id", required_argument, NULL, O_PRODUCER_ID},
+	        {"key-file", required_argument, NULL, O_KEY_FILE},
+	        {"key-id", required_argument, NULL, O_KEY_ID},
+	        {"zstd-level", required_argument, NULL, O_ZSTD_LEVEL},
+	        {"frame-size", required_argument, NULL, O_FRAME_SIZE},
+	        {"ack-wait", required_argument, NULL, O_ACK_WAIT},
+	        {"ack-timeout", required_argument, NULL, O_ACK_TIMEOUT},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -375,6 +454,48 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 		case O_NOISE:
 			rc = parse_double("noise-share", optarg, 0, 1, &o->noise_share);
 			break;
+		case O_FRAMED:
+			o->framed = true;
+			break;
+		case O_SPILL_DIR:
+			if (optarg[0] == '\0')
+				rc = bad_arg("spill-dir", optarg, "empty path");
+			o->spill_dir = optarg;
+			o->framed_opts = true;
+			break;
+		case O_PRODUCER_ID:
+			rc = parse_u64("producer-id", optarg, 1, UINT64_MAX, &o->producer_id);
+			o->framed_opts = true;
+			break;
+		case O_KEY_FILE:
+			o->key_file = optarg;
+			o->framed_opts = true;
+			break;
+		case O_KEY_ID:
+			rc = parse_u64("key-id", optarg, 0, UINT32_MAX, &o->key_id);
+			o->framed_opts = true;
+			break;
+		case O_ZSTD_LEVEL:
+			rc = parse_u64("zstd-level", optarg, 0, 22, &o->zstd_level);
+			o->framed_opts = true;
+			break;
+		case O_FRAME_SIZE:
+			rc = parse_size_opt("frame-size", optarg, 2, TL_PRODUCER_FRAME_BYTES_MAX,
+			        &o->frame_size);
+			o->framed_opts = true;
+			break;
+		case O_ACK_TIMEOUT:
+			rc = parse_u64("ack-timeout", optarg, 1, 600000, &o->ack_timeout_ms);
+			o->framed_opts = true;
+			break;
+		case O_ACK_WAIT:
+			/* 0 is allowed here (do not wait), unlike the other durations. */
+			if (strcmp(optarg, "0") == 0)
+				o->ack_wait = 0;
+			else
+				rc = parse_seconds("ack-wait", optarg, &o->ack_wait);
+			o->framed_opts = true;
+			break;
 		case 'h':
 			gen_usage(stdout);
 			return 1;
@@ -392,7 +513,7 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 	}
 	if (o->probe && (o->truth || o->udp == NULL)) {
 		fprintf(stderr, "gen: --probe needs --udp (live load) and no --truth (probes are "
-				"not part of the generated corpus)\n");
+		                "not part of the generated corpus)\n");
 		return -EINVAL;
 	}
 	if (o->udp && o->pcap) {
@@ -403,7 +524,7 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 		fprintf(stderr, "gen: --packet-fault-share and --shards need --pcap\n");
 		return -EINVAL;
 	}
-	return 0;
+	return check_framed_opts(o);
 }
 
 /* ---- UDP destination ---- */
@@ -434,13 +555,14 @@ allowed_destination(const struct sockaddr_storage *ss)
 	return false;
 }
 
+/* Resolve and check --udp. @return 0, or 2 (usage) after a message. */
 static int
-open_udp(const char *spec, bool any, int *fd_out, struct sockaddr_storage *ss, socklen_t *sslen)
+resolve_udp(const char *spec, bool any, struct sockaddr_storage *ss, socklen_t *sslen)
 {
 	char host[256];
 	const char *colon, *port;
 	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res = NULL;
-	int fd, rc, sndbuf = 4 << 20;
+	int rc;
 	size_t hl;
 
 	if (spec[0] == '[') {
@@ -477,6 +599,20 @@ open_udp(const char *spec, bool any, int *fd_out, struct sockaddr_storage *ss, s
 		        spec);
 		return 2;
 	}
+	return 0;
+usage:
+	fprintf(stderr, "gen: --udp '%s': expected HOST:PORT or [IPv6]:PORT\n", spec);
+	return 2;
+}
+
+static int
+open_udp(const char *spec, bool any, int *fd_out, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	int fd, rc, sndbuf = 4 << 20;
+
+	rc = resolve_udp(spec, any, ss, sslen);
+	if (rc)
+		return rc;
 	fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		fprintf(stderr, "gen: socket: %s\n", strerror(errno));
@@ -485,9 +621,6 @@ open_udp(const char *spec, bool any, int *fd_out, struct sockaddr_storage *ss, s
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	*fd_out = fd;
 	return 0;
-usage:
-	fprintf(stderr, "gen: --udp '%s': expected HOST:PORT or [IPv6]:PORT\n", spec);
-	return 2;
 }
 
 /* ---- clocks and pacing ---- */
@@ -506,8 +639,10 @@ struct bucket {
 	double rate, tokens, burst, last;
 };
 
+/* With @p prod (framed mode) the waits poll the producer: ACKs are read, lingering frames
+ * sealed and resends made while the pacing holds the generator back. */
 static void
-bucket_take(struct bucket *b, double n, double deadline)
+bucket_take(struct bucket *b, double n, double deadline, struct tl_producer *prod)
 {
 	double cap = b->burst > n ? b->burst : n;
 
@@ -523,7 +658,9 @@ bucket_take(struct bucket *b, double n, double deadline)
 		wait = (n - b->tokens) / b->rate;
 		if (deadline > 0 && t + wait > deadline)
 			wait = deadline - t;
-		if (wait > 0) {
+		if (prod != NULL && wait >= 0.001) {
+			(void)tl_producer_poll(prod, (int)(wait * 1000));
+		} else if (wait > 0) {
 			struct timespec ts = {.tv_sec = (time_t)wait,
 			        .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
 
@@ -552,6 +689,11 @@ struct gen_state {
 	struct tl_pcapw_plan plan;
 	bool crlf;
 	char lost[128];
+	/* --framed */
+	struct tl_producer *prod;
+	uint32_t mem_frames, since_poll;
+	uint64_t unsent; /* events larger than a frame: skipped */
+	bool framed_stop, gave_up;
 	/* totals */
 	uint64_t events, datagrams, bytes, send_errors;
 	uint64_t valid, rejected, error_events, event_bytes;
@@ -579,7 +721,7 @@ flush_datagram(struct gen_state *s)
 		rc = tl_pcapw_write(s->pw, &s->plan, s->buf, s->len, ts);
 	} else if (s->fd >= 0) {
 		if (s->o->rate > 0)
-			bucket_take(&s->bucket, s->n_events, s->deadline);
+			bucket_take(&s->bucket, s->n_events, s->deadline, NULL);
 		for (;;) {
 			ssize_t n = sendto(
 			        s->fd, s->buf, s->len, 0, (struct sockaddr *)&s->dst, s->dstlen);
@@ -618,6 +760,24 @@ next_plan(struct gen_state *s)
 	s->crlf = tl_corpus_rng_chance(&s->rng, 0.05);
 }
 
+/* Count an event that reaches the output (summary) and write its truth line. */
+static void
+account_event(struct gen_state *s, const struct tl_corpus_event *ev)
+{
+	if (ev->reason == TL_REASON_OK) {
+		s->valid++;
+		s->event_bytes += ev->len;
+		s->error_events += ev->is_error;
+	} else {
+		s->rejected++;
+		s->reason[ev->reason]++;
+	}
+	if (s->truth) {
+		fwrite(ev->truth, 1, ev->truth_len, s->truth);
+		fputc('\n', s->truth);
+	}
+}
+
 static int
 add_event(struct gen_state *s, const struct tl_corpus_event *ev)
 {
@@ -649,22 +809,269 @@ add_event(struct gen_state *s, const struct tl_corpus_event *ev)
 			fputc('\n', s->truth);
 		}
 	} else {
-		if (ev->reason == TL_REASON_OK) {
-			s->valid++;
-			s->event_bytes += ev->len;
-			s->error_events += ev->is_error;
-		} else {
-			s->rejected++;
-			s->reason[ev->reason]++;
-		}
-		if (s->truth) {
-			fwrite(ev->truth, 1, ev->truth_len, s->truth);
-			fputc('\n', s->truth);
-		}
+		account_event(s, ev);
 	}
 	if (s->plan.single)
 		return flush_datagram(s);
 	return 0;
+}
+
+/* ---- framed mode (libtapline-producer) ---- */
+
+/* Open the producer on the resolved --udp address. @return an exit code (0: opened). */
+static int
+framed_open(struct gen_state *s)
+{
+	const struct gen_opts *o = s->o;
+	struct tl_producer_conf pc;
+	struct tl_producer_stats st;
+	struct tl_frame_keys *keys = NULL;
+	char err[512];
+	int rc, exit_code = TL_EXIT_USAGE;
+
+	tl_producer_conf_init(&pc);
+	pc.addr = (const struct sockaddr *)&s->dst;
+	pc.addrlen = s->dstlen;
+	pc.producer_id = o->producer_id;
+	pc.zstd_level = (int)o->zstd_level;
+	pc.frame_bytes = (uint32_t)o->frame_size;
+	if (o->ack_timeout_ms)
+		pc.ack_timeout_ms = (uint32_t)o->ack_timeout_ms;
+	pc.spill_dir = o->spill_dir;
+	if (o->key_file) {
+		rc = tl_frame_keys_load(o->key_file, false, &keys, err, sizeof(err));
+		if (rc) {
+			if (rc == -ENOMEM)
+				snprintf(err, sizeof(err), "out of memory");
+			fprintf(stderr, "gen: --key-file: %s\n", err);
+			return rc == -ENOMEM ? TL_EXIT_FAIL : TL_EXIT_USAGE;
+		}
+		pc.key = tl_frame_keys_find(keys, o->producer_id, (uint32_t)o->key_id, &pc.key_len);
+		if (pc.key == NULL) {
+			fprintf(stderr,
+			        "gen: --key-file %s: no key for producer %" PRIu64
+			        " key id %" PRIu64 "\n",
+			        o->key_file, o->producer_id, o->key_id);
+			goto out;
+		}
+		pc.key_id = (uint32_t)o->key_id;
+	}
+	/* The producer copies the key: the key set can go right after. */
+	rc = tl_producer_open(&pc, &s->prod);
+	if (rc) {
+		switch (rc) {
+		case -EEXIST:
+			fprintf(stderr,
+			        "gen: --spill-dir %s: belongs to another producer id (its state "
+			        "file): give that --producer-id or another folder\n",
+			        o->spill_dir);
+			break;
+		case -EBUSY:
+			fprintf(stderr, "gen: --spill-dir %s: in use by another producer\n",
+			        o->spill_dir);
+			exit_code = TL_EXIT_FAIL;
+			break;
+		case -EBADMSG:
+			fprintf(stderr,
+			        "gen: --spill-dir %s: corrupt state file (the last sequence used "
+			        "is unknown): move the folder aside\n",
+			        o->spill_dir);
+			exit_code = TL_EXIT_FAIL;
+			break;
+		default:
+			fprintf(stderr, "gen: producer (--spill-dir %s): %s\n", o->spill_dir,
+			        strerror(-rc));
+			exit_code = rc == -EINVAL ? TL_EXIT_USAGE : TL_EXIT_FAIL;
+		}
+		goto out;
+	}
+	s->mem_frames = pc.mem_frames;
+	tl_producer_stats(s->prod, &st);
+	if (st.pending_disk > 0)
+		fprintf(stderr,
+		        "gen: note: --spill-dir %s holds %" PRIu64 " frames of an earlier run: "
+		        "they are sent first\n",
+		        o->spill_dir, st.pending_disk);
+	exit_code = TL_EXIT_OK;
+out:
+	tl_frame_keys_free(keys);
+	return exit_code;
+}
+
+/*
+ * Poll without waiting, then keep the loop closed: with the in-memory queue full, the next
+ * frame would go to the spill although the appliance is only slower than the generator.
+ * Wait for ACKs instead. A stall (no progress for the producer's unreachable time) ends
+ * the wait, and the producer spills from then on, as it is meant to.
+ */
+static void
+framed_service(struct gen_state *s)
+{
+	struct tl_producer_stats st;
+
+	(void)tl_producer_poll(s->prod, 0);
+	for (;;) {
+		tl_producer_stats(s->prod, &st);
+		if (st.stalled || st.pending_mem + st.pending_disk + 2 < s->mem_frames ||
+		        gen_stop || (s->deadline > 0 && now_s() >= s->deadline))
+			break;
+		(void)tl_producer_poll(s->prod, 5);
+	}
+}
+
+/*
+ * Hand one event to the producer. The truth file and the summary count exactly the events
+ * the producer took. Sets framed_stop (and gave_up) when the producer stays full.
+ * @return 0 or a -errno from the producer (after a message).
+ */
+static int
+send_framed(struct gen_state *s, const struct tl_corpus_event *ev)
+{
+	double give_up = 0;
+	int rc;
+
+	if (s->o->rate > 0)
+		bucket_take(&s->bucket, 1, s->deadline, s->prod);
+	for (;;) {
+		double t;
+
+		rc = tl_producer_send(s->prod, ev->data, ev->len);
+		if (rc != -ENOBUFS)
+			break;
+		/* Memory and spill are full: only ACKs make room. Wait for them, but never
+		 * past the run's end or --ack-wait. */
+		t = now_s();
+		if (give_up == 0)
+			give_up = t + s->o->ack_wait;
+		if (gen_stop || (s->deadline > 0 && t >= s->deadline)) {
+			s->framed_stop = true;
+			return 0;
+		}
+		if (t >= give_up) {
+			fprintf(stderr,
+			        "gen: the producer's memory and spill stayed full for --ack-wait "
+			        "%gs: generation stopped after %" PRIu64 " events\n",
+			        s->o->ack_wait, s->events);
+			s->framed_stop = true;
+			s->gave_up = true;
+			return 0;
+		}
+		(void)tl_producer_poll(s->prod, 10);
+	}
+	s->events++;
+	if (rc == -EMSGSIZE) {
+		if (s->unsent++ == 0)
+			fprintf(stderr,
+			        "gen: note: event %" PRIu64 " (%u bytes) does not fit a frame "
+			        "(--frame-size %" PRIu64 "): skipped, left out of --truth and "
+			        "--summary\n",
+			        ev->seq, ev->len, s->o->frame_size);
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "gen: producer: %s\n", strerror(-rc));
+		return rc;
+	}
+	s->bytes += (uint64_t)ev->len + 1;
+	account_event(s, ev);
+	if (++s->since_poll >= FRAMED_POLL_EVERY) {
+		s->since_poll = 0;
+		framed_service(s);
+	}
+	return 0;
+}
+
+/*
+ * Wait up to --ack-wait for every frame to be answered (a signal ends the wait), take the
+ * counters, then close: what is still unanswered is written to the spill directory.
+ */
+static void
+framed_finish(struct gen_state *s, struct tl_producer_stats *st, int *close_rc)
+{
+	double end = now_s() + s->o->ack_wait;
+	int rc, last_err = 0;
+
+	for (;;) {
+		double left = end - now_s();
+		int ms = left > 0 ? (int)(left * 1000) : 0;
+
+		if (ms > FRAMED_FLUSH_SLICE_MS)
+			ms = FRAMED_FLUSH_SLICE_MS;
+		rc = tl_producer_flush(s->prod, ms);
+		if (rc == 0 || gen_stop || now_s() >= end)
+			break;
+		if (rc != -ETIMEDOUT && rc != last_err) {
+			/* A spill error: the producer retries it; say so once. */
+			fprintf(stderr, "gen: producer: %s\n", strerror(-rc));
+			last_err = rc;
+		}
+	}
+	tl_producer_stats(s->prod, st);
+	*close_rc = tl_producer_close(s->prod, 0);
+	s->prod = NULL;
+}
+
+static void
+print_framed(const struct gen_state *s, const struct tl_producer_stats *st, int close_rc)
+{
+	/* close() wrote the frames held only in memory to the spill (unless it failed). */
+	uint64_t spilled = st->frames_spilled + (close_rc == 0 ? st->pending_mem_only : 0);
+
+	printf("figure gen_framed_producer_id %" PRIu64 "\n", st->producer_id);
+	printf("figure gen_framed_sent %" PRIu64 " events\n", st->events_queued);
+	printf("figure gen_framed_acked %" PRIu64 " events\n", st->events_acked);
+	printf("figure gen_framed_rejected %" PRIu64 " events\n", st->events_rejected);
+	printf("figure gen_framed_pending %" PRIu64 " events\n", st->events_pending);
+	printf("figure gen_framed_unsent %" PRIu64 " events\n", s->unsent);
+	printf("figure gen_framed_frames %" PRIu64 " frames\n", st->frames_sealed);
+	printf("figure gen_framed_resent %" PRIu64 " frames\n", st->frames_resent);
+	printf("figure gen_framed_duplicate %" PRIu64 " frames\n", st->frames_duplicate);
+	printf("figure gen_framed_retry_later %" PRIu64 " acks\n", st->retry_later);
+	printf("figure gen_framed_spilled %" PRIu64 " frames\n", spilled);
+	printf("figure gen_framed_replayed %" PRIu64 " frames\n", st->frames_replayed);
+	printf("figure gen_framed_stalls %" PRIu64 "\n", st->stalls);
+	for (int r = 1; r < TL_FRAME_REASON_MAX; r++)
+		if (st->rejected[r])
+			printf("figure gen_framed_rejected_%s %" PRIu64 " frames\n",
+			        tl_frame_reason_name((enum tl_frame_reason)r), st->rejected[r]);
+	/* Rare ones only when they happen: each points at a problem worth a look. */
+	if (st->acks_invalid)
+		printf("figure gen_framed_acks_invalid %" PRIu64 "\n", st->acks_invalid);
+	if (st->acks_unauthenticated)
+		printf("figure gen_framed_acks_unauthenticated %" PRIu64 "\n",
+		        st->acks_unauthenticated);
+	if (st->acks_foreign)
+		printf("figure gen_framed_acks_foreign %" PRIu64 "\n", st->acks_foreign);
+	if (st->send_errors)
+		printf("figure gen_framed_send_errors %" PRIu64 "\n", st->send_errors);
+	if (st->spill_errors)
+		printf("figure gen_framed_spill_errors %" PRIu64 "\n", st->spill_errors);
+	if (st->spill_torn)
+		printf("figure gen_framed_spill_torn %" PRIu64 " frames\n", st->spill_torn);
+}
+
+/* @return the exit code of a framed run whose figures are printed, after a message. */
+static int
+framed_exit_code(const struct gen_state *s, const struct tl_producer_stats *st, int close_rc)
+{
+	if (close_rc != 0)
+		fprintf(stderr, "gen: --spill-dir %s: %s: unacknowledged frames were lost\n",
+		        s->o->spill_dir, strerror(-close_rc));
+	if (st->events_pending > 0) {
+		fprintf(stderr,
+		        "gen: %" PRIu64 " events not acknowledged after --ack-wait %gs: kept in "
+		        "%s, sent again by the next run with this --spill-dir\n",
+		        st->events_pending, s->o->ack_wait, s->o->spill_dir);
+		return GEN_EXIT_UNACKED;
+	}
+	if (st->events_rejected > 0) {
+		fprintf(stderr,
+		        "gen: the appliance rejected %" PRIu64 " events in %" PRIu64
+		        " frames (figure gen_framed_rejected_*)\n",
+		        st->events_rejected, st->frames_rejected);
+		return TL_EXIT_FAIL;
+	}
+	return s->gave_up || close_rc != 0 ? TL_EXIT_FAIL : TL_EXIT_OK;
 }
 
 static int
@@ -731,8 +1138,14 @@ tl_cmd_gen(int argc, char **argv)
 	        .ipv6_share = 0.1,
 	        .vlan_share = 0.2,
 	        .noise_share = 0.01,
+	        .producer_id = 1,
+	        .key_id = 1,
+	        .frame_size = TL_PRODUCER_FRAME_BYTES_MAX,
+	        .ack_wait = DEFAULT_ACK_WAIT,
 	};
 	struct gen_state s;
+	struct tl_producer_stats fst = {0};
+	int close_rc = 0;
 	struct tl_pcapw_stats pst;
 	bool have_pst = false;
 	struct tl_corpus *corpus = NULL;
@@ -772,7 +1185,11 @@ tl_cmd_gen(int argc, char **argv)
 	s.o = &o;
 	tl_corpus_rng_seed(&s.rng, o.seed ^ 0x67656eull);
 	if (o.udp) {
-		rc = open_udp(o.udp, o.any_destination, &s.fd, &s.dst, &s.dstlen);
+		/* Framed: the producer makes its own socket to the checked address. */
+		if (o.framed)
+			rc = resolve_udp(o.udp, o.any_destination, &s.dst, &s.dstlen);
+		else
+			rc = open_udp(o.udp, o.any_destination, &s.fd, &s.dst, &s.dstlen);
 		if (rc)
 			return rc == 2 ? TL_EXIT_USAGE : TL_EXIT_FAIL;
 	}
@@ -825,6 +1242,12 @@ tl_cmd_gen(int argc, char **argv)
 		}
 		s.start_ns = pc.start_ns;
 	}
+	if (o.framed) {
+		exit_code = framed_open(&s);
+		if (exit_code != TL_EXIT_OK)
+			goto out;
+		exit_code = TL_EXIT_FAIL;
+	}
 	if (o.truth) {
 		s.truth = fopen(o.truth, "w");
 		if (s.truth == NULL) {
@@ -847,13 +1270,13 @@ tl_cmd_gen(int argc, char **argv)
 		uint64_t max = o.count ? o.count / o.probe_every + 2 : 1u << 20;
 
 		rc = tl_probe_start(o.probe, (uint32_t)(max < (1u << 20) ? max : 1u << 20),
-				o.probe_netns, &probe);
+		        o.probe_netns, &probe);
 		if (rc < 0) {
 			fprintf(stderr, "gen: --probe %s: %s\n", o.probe, strerror(-rc));
 			goto out;
 		}
 	}
-	while (!gen_stop && (o.count == 0 || s.events < o.count)) {
+	while (!gen_stop && !s.framed_stop && (o.count == 0 || s.events < o.count)) {
 		struct tl_corpus_event ev;
 
 		if (probe && s.events % o.probe_every == 0) {
@@ -877,13 +1300,18 @@ tl_cmd_gen(int argc, char **argv)
 			rc = 0;
 			break;
 		}
-		rc = add_event(&s, &ev);
+		rc = s.prod ? send_framed(&s, &ev) : add_event(&s, &ev);
 		if (rc)
 			break;
 	}
 	if (rc == 0)
 		rc = flush_datagram(&s);
 	secs = now_s() - t0;
+	/* Still under the signal handlers: SIGINT ends the wait for ACKs. */
+	if (rc == 0 && s.prod) {
+		framed_finish(&s, &fst, &close_rc);
+		s.datagrams = fst.frames_sealed;
+	}
 	if (probe) {
 		tl_probe_finish(probe, (uint64_t)(o.probe_wait * 1e9), stdout);
 		probe = NULL;
@@ -923,8 +1351,10 @@ tl_cmd_gen(int argc, char **argv)
 		if (s.send_errors)
 			printf("figure gen_send_errors %" PRIu64 "\n", s.send_errors);
 	}
+	if (o.framed)
+		print_framed(&s, &fst, close_rc);
 	fflush(stdout);
-	exit_code = TL_EXIT_OK;
+	exit_code = o.framed ? framed_exit_code(&s, &fst, close_rc) : TL_EXIT_OK;
 out:
 	if (probe)
 		tl_probe_finish(probe, 0, stderr);
@@ -933,6 +1363,8 @@ out:
 	tl_pcapw_close(s.pw);
 	if (s.fd >= 0)
 		close(s.fd);
+	/* An early exit: keep what is unanswered on disk for the next run. */
+	tl_producer_close(s.prod, 0);
 	free(s.buf);
 	tl_corpus_gen_free(gen);
 	tl_corpus_free(corpus);

@@ -253,6 +253,7 @@ count_frames(const char *path, uint64_t *n)
 struct worker_out {
 	struct tl_sink sink;
 	struct tl_dump *dump;
+	struct tl_framed_worker *fw;
 	bool spooling;
 } __attribute__((aligned(64)));
 
@@ -274,6 +275,19 @@ out_tick(void *arg, uint64_t now_ns)
 
 	if (w->spooling)
 		tl_sink_tick(&w->sink, now_ns);
+	if (w->fw)
+		tl_framed_worker_tick(w->fw, now_ns);
+}
+
+/* The spool's commit callback: framed mode's, once it exists (records are handed over
+ * only after the workers start, by then it does). */
+static void
+on_commit(void *arg, unsigned producer, uint64_t user, uint64_t key, int status)
+{
+	struct tl_framed *f = __atomic_load_n((struct tl_framed *const *)arg, __ATOMIC_ACQUIRE);
+
+	if (f != NULL)
+		tl_framed_on_commit(f, producer, user, key, status);
 }
 
 /* What a scrape reads: the workers' counters and the NIC's, the sinks, spool, uplink. */
@@ -286,6 +300,7 @@ struct scrape {
 	struct uplinks *ups;
 	struct tl_live *live;
 	struct tl_reload *reload;
+	struct tl_framed *framed;
 };
 
 /* A log2-bucketed ns histogram as a Prometheus histogram in seconds. */
@@ -304,6 +319,93 @@ histogram(struct tl_metrics_buf *b, const char *name, const char *help, const ui
 	}
 	tl_metrics_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_count %" PRIu64 "\n", name, cum,
 			name, cum);
+}
+
+/* Sum of one framed counter over the workers. */
+#define FRAMED_SUM(s, field)                                                                     \
+	({                                                                                         \
+		uint64_t v_ = 0;                                                                   \
+		for (unsigned i_ = 0; i_ < (s)->n; i_++)                                           \
+			if ((s)->outs[i_].fw)                                                      \
+				v_ += __atomic_load_n(                                             \
+				        &tl_framed_worker_counters((s)->outs[i_].fw)->field,      \
+				        __ATOMIC_RELAXED);                                         \
+		v_;                                                                                \
+	})
+
+static void
+collect_framed(struct scrape *s, struct tl_metrics_buf *b)
+{
+	struct tl_dedup_frames_stats ds;
+	uint64_t lat[40] = {0}, in_flight = 0;
+
+	tl_metrics_family(b, "tapline_framed_frames_total", "counter",
+			"Framed datagrams, by outcome (accepted: new frames processed).");
+	tl_metrics_printf(b, "tapline_framed_frames_total{outcome=\"seen\"} %" PRIu64 "\n",
+			FRAMED_SUM(s, frames));
+	tl_metrics_printf(b, "tapline_framed_frames_total{outcome=\"accepted\"} %" PRIu64 "\n",
+			FRAMED_SUM(s, frames_accepted));
+	tl_metrics_printf(b, "tapline_framed_frames_total{outcome=\"resend_in_flight\"} %" PRIu64
+			"\n", FRAMED_SUM(s, resends_pending));
+	tl_metrics_family(b, "tapline_framed_events_total", "counter", "Events of accepted frames.");
+	tl_metrics_printf(b, "tapline_framed_events_total %" PRIu64 "\n", FRAMED_SUM(s, frame_events));
+	tl_metrics_family(b, "tapline_framed_rejected_total", "counter",
+			"Frames rejected, by reason.");
+	for (int r = 1; r < TL_FRAME_REASON_MAX; r++)
+		tl_metrics_printf(b, "tapline_framed_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+				tl_frame_reason_name((enum tl_frame_reason)r),
+				FRAMED_SUM(s, rejected[r]));
+	tl_metrics_family(b, "tapline_framed_acks_total", "counter", "ACKs sent, by status.");
+	for (int a = 0; a < TL_ACK_STATUS_MAX; a++)
+		tl_metrics_printf(b, "tapline_framed_acks_total{status=\"%s\"} %" PRIu64 "\n",
+				tl_ack_status_name((enum tl_ack_status)a), FRAMED_SUM(s, acks[a]));
+	tl_metrics_family(b, "tapline_framed_ack_send_failed_total", "counter",
+			"ACKs that could not be sent (no TX buffer or queue).");
+	tl_metrics_printf(b, "tapline_framed_ack_send_failed_total %" PRIu64 "\n",
+			FRAMED_SUM(s, ack_send_failed));
+	tl_metrics_family(b, "tapline_framed_retry_later_total", "counter",
+			"retry-later answers, by cause.");
+	tl_metrics_printf(b, "tapline_framed_retry_later_total{cause=\"spool_full\"} %" PRIu64 "\n",
+			FRAMED_SUM(s, retry_spool_full));
+	tl_metrics_printf(b, "tapline_framed_retry_later_total{cause=\"in_flight_full\"} %" PRIu64
+			"\n", FRAMED_SUM(s, retry_in_flight_full));
+	tl_metrics_printf(b, "tapline_framed_retry_later_total{cause=\"dedup_full\"} %" PRIu64 "\n",
+			FRAMED_SUM(s, retry_dedup_full));
+	tl_metrics_printf(b, "tapline_framed_retry_later_total{cause=\"commit_failed\"} %" PRIu64
+			"\n", FRAMED_SUM(s, retry_failed));
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->outs[i].fw == NULL)
+			continue;
+		in_flight += tl_framed_worker_in_flight(s->outs[i].fw);
+		for (int k = 0; k < 40; k++)
+			lat[k] += __atomic_load_n(
+			        &tl_framed_worker_counters(s->outs[i].fw)->ack_latency_ns[k],
+			        __ATOMIC_RELAXED);
+	}
+	tl_metrics_family(b, "tapline_framed_in_flight", "gauge",
+			"Frames processed whose ACK waits for their commit.");
+	tl_metrics_printf(b, "tapline_framed_in_flight %" PRIu64 "\n", in_flight);
+	histogram(b, "tapline_framed_ack_seconds", "Frame arrival to committed ACK.", lat, 40);
+	tl_framed_dedup_stats(s->framed, &ds);
+	tl_metrics_family(b, "tapline_dedup_producers", "gauge", "Producers in the dedup table.");
+	tl_metrics_printf(b, "tapline_dedup_producers %" PRIu64 "\n", ds.producers);
+	tl_metrics_family(b, "tapline_dedup_memory_bytes", "gauge",
+			"Memory of the framed dedup windows.");
+	tl_metrics_printf(b, "tapline_dedup_memory_bytes %" PRIu64 "\n", ds.memory_bytes);
+	tl_metrics_family(b, "tapline_dedup_frames_total", "counter", "Dedup verdicts.");
+	tl_metrics_printf(b, "tapline_dedup_frames_total{verdict=\"new\"} %" PRIu64 "\n",
+			ds.frames_new);
+	tl_metrics_printf(b, "tapline_dedup_frames_total{verdict=\"duplicate\"} %" PRIu64 "\n",
+			ds.frames_committed);
+	tl_metrics_printf(b, "tapline_dedup_frames_total{verdict=\"old\"} %" PRIu64 "\n",
+			ds.frames_old);
+	tl_metrics_printf(b, "tapline_dedup_frames_total{verdict=\"pending\"} %" PRIu64 "\n",
+			ds.frames_pending);
+	tl_metrics_printf(b, "tapline_dedup_frames_total{verdict=\"full\"} %" PRIu64 "\n",
+			ds.frames_full + ds.frames_stalled);
+	tl_metrics_family(b, "tapline_dedup_evicted_total", "counter",
+			"Idle producers evicted from the dedup table.");
+	tl_metrics_printf(b, "tapline_dedup_evicted_total %" PRIu64 "\n", ds.producers_evicted);
 }
 
 static void
@@ -361,6 +463,8 @@ collect(void *arg, struct tl_metrics_buf *b)
 		tl_metrics_printf(b, "tapline_profile_generations_pending_free %" PRIu64 "\n",
 				ls.gens_pending_free);
 	}
+	if (s->framed)
+		collect_framed(s, b);
 	tl_spool_stats(s->spool, &ss);
 	tl_metrics_family(b, "tapline_spool_records", "gauge", "Batches in the spool, not yet delivered.");
 	tl_metrics_printf(b, "tapline_spool_records %" PRIu64 "\n", ss.records);
@@ -593,6 +697,7 @@ tl_cmd_run(int argc, char **argv)
 	struct tl_pipeline_worker *workers = NULL;
 	struct worker_out *outs = NULL;
 	struct tl_spool *spool = NULL;
+	struct tl_framed *framed = NULL;
 	static struct uplinks ups = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	struct tl_metrics *metrics = NULL;
 	static struct scrape scrape;
@@ -678,10 +783,20 @@ tl_cmd_run(int argc, char **argv)
 	}
 	if (o.spool_dir)
 		snprintf(cfg.spool.path, sizeof(cfg.spool.path), "%s", o.spool_dir);
-	rc = tl_spool_open(&cfg.spool, n_workers, 0, NULL, NULL, &spool);
+	rc = tl_spool_open(&cfg.spool, n_workers, 0, on_commit, &framed, &spool);
 	if (rc < 0) {
 		TL_ERR("spool %s: %s", cfg.spool.path, tl_strerror(rc));
 		goto out;
+	}
+	if (cfg.framed.enabled) {
+		char err[1024];
+
+		rc = tl_framed_create(&cfg.framed, spool, cfg.spool.buffers, n_workers, &framed,
+				err, sizeof(err));
+		if (rc < 0) {
+			TL_ERR("framed: %s", err);
+			goto out;
+		}
 	}
 	if (cfg.appliance_id[0] == '\0' &&
 			gethostname(cfg.appliance_id, sizeof(cfg.appliance_id) - 1) != 0)
@@ -711,6 +826,14 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 		tl_pipeline_set_tick(&workers[n_init], out_tick);
+		if (framed != NULL) {
+			rc = tl_framed_worker_create(framed, n_init, &workers[n_init], &w->sink,
+					&w->fw);
+			if (rc < 0) {
+				TL_ERR("worker %u: framed mode: %s", n_init, tl_strerror(rc));
+				goto out;
+			}
+		}
 	}
 	if (!o.no_uplink) {
 		if (o.clickhouse)
@@ -784,6 +907,7 @@ tl_cmd_run(int argc, char **argv)
 		scrape.ups = &ups;
 		scrape.live = live;
 		scrape.reload = reload_ctl;
+		scrape.framed = framed;
 		for (unsigned i = 0; i < n_workers; i++)
 			scrape.w[i] = &workers[i].cnt;
 		if (tl_metrics_create(&cfg.metrics, &metrics) < 0 ||
@@ -864,6 +988,7 @@ out:
 	tl_spool_close(spool);
 	if (outs) {
 		for (unsigned i = 0; i < n_workers; i++) {
+			tl_framed_worker_free(outs[i].fw);
 			tl_sink_fini(&outs[i].sink);
 			if (tl_dump_close(outs[i].dump) < 0) {
 				TL_ERR("event dump %u could not be written completely", i);
@@ -878,6 +1003,7 @@ out:
 			tl_pipeline_worker_fini(&workers[i]);
 		rte_free(workers);
 	}
+	tl_framed_free(framed);
 	tl_live_destroy(live);
 	tl_live_gen_free(gen);
 	free(loaded);

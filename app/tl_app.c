@@ -51,6 +51,10 @@ const struct tl_opt tl_app_opts[] = {
 	{.name = "routing", .type = TL_OPT_SECTION,
 		.offset = offsetof(struct tl_app_config, routing), .sub = tl_route_opts,
 		.desc = "rules choosing each event's database (tenants), and their ClickHouse users"},
+	{.name = "framed", .type = TL_OPT_SECTION,
+		.offset = offsetof(struct tl_app_config, framed), .sub = tl_framed_opts,
+		.check = tl_framed_check,
+		.desc = "acknowledged framed protocol: keys, dedup windows, ACK timing"},
 	{.name = NULL},
 };
 

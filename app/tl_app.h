@@ -16,6 +16,7 @@
 #include "tl_route.h"
 #include "tl_schema.h"
 #include "tl_ch.h"
+#include "tl_framed.h"
 #include "tl_sink.h"
 #include "tl_spool.h"
 
@@ -32,6 +33,7 @@ struct tl_app_config {
 	struct tl_metrics_conf metrics;
 	struct tl_classify_conf classify;
 	struct tl_route_conf routing;
+	struct tl_framed_conf framed;
 };
 
 extern const struct tl_opt tl_app_opts[];

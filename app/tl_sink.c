@@ -131,18 +131,69 @@ tl_sink_blocked(const struct tl_sink *s)
 	return false;
 }
 
+/* The frontier if the pending batch (@p skip, @p skip_t) were handed over now (skip NULL:
+ * nothing): the highest frame none of whose rows would still be in an open batch. */
+static uint64_t
+frontier_without(const struct tl_sink *s, const struct tl_sink_lane *skip, int skip_t)
+{
+	uint64_t fr = s->frame ? s->frame - 1 : s->frames_done;
+
+	for (unsigned i = 0; i < s->n_lanes; i++) {
+		const struct tl_sink_lane *l = &s->lane[i];
+
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+			if (l->first_frame[t] != 0 && !(l == skip && t == skip_t) &&
+			    l->first_frame[t] - 1 < fr)
+				fr = l->first_frame[t] - 1;
+	}
+	return fr > s->frontier ? fr : s->frontier;
+}
+
+/*
+ * A batch with framed rows must not be dropped: its frames were admitted and their ACKs
+ * are owed. The writer hands a buffer back within a commit; wait for one that long and
+ * more, then give up (the writer is stuck or failed) and count the loss.
+ */
+#define FRAMED_WAIT_US 10000000
+
+static struct tl_spool_buf *
+framed_buf_get(struct tl_sink *s)
+{
+	struct tl_spool_buf *buf;
+
+	for (unsigned waited = 0; (buf = tl_spool_buf_get(s->spool, s->producer)) == NULL;
+	     waited += 50) {
+		if (waited >= FRAMED_WAIT_US)
+			return NULL;
+		usleep(50);
+	}
+	return buf;
+}
+
 /* Hand the pending batch of table @p t to the spool. Returns 0, or -EAGAIN if the spool
  * cannot take it now (the batch stays pending). */
 static int
 seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 {
+	bool framed = l->first_frame[t] != 0;
 	struct tl_spool_buf *buf = tl_spool_buf_get(s->spool, s->producer);
 	struct tl_batch_hdr h;
+	uint64_t fr = 0;
 	size_t len;
 	int rc;
 
+	if (unlikely(buf == NULL) && framed)
+		buf = framed_buf_get(s);
 	if (unlikely(buf == NULL)) {
 		s->cnt.spool_refused++;
+		if (framed) {
+			/* Waited FRAMED_WAIT_US: the rows are lost, their frames never ACKed
+			 * as committed (the producer resends them). */
+			s->framed_dropped += tl_encode_pending(l->enc[t]);
+			TL_LOG_RATELIMITED(TL_LOG_ERR, 10, "sink %u: no spool buffer for %u "
+					"framed rows in 10 s: the spool's writer is stuck",
+					s->producer, tl_encode_pending(l->enc[t]));
+		}
 		l->blocked[t] = 1;
 		return -EAGAIN;
 	}
@@ -157,18 +208,31 @@ seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 	buf->len = (uint32_t)len;
 	tl_batch_hdr_read(buf->data, &h);
 	buf->user = (uint64_t)h.rows << 8 | (uint64_t)t; /* for the commit callback */
-	rc = tl_spool_buf_put(s->spool, s->producer, buf);
+	if (s->on_seal != NULL) {
+		fr = frontier_without(s, l, t);
+		s->on_seal(s->on_seal_arg, buf, fr);
+	}
+	rc = tl_spool_buf_put_flags(s->spool, s->producer, buf, framed ? TL_SPOOL_PUT_FORCE : 0);
 	if (unlikely(rc < 0)) {
+		if (s->on_seal != NULL)
+			s->on_seal(s->on_seal_arg, NULL, 0);
 		/* Full under the backpressure policy: in raw mode nobody can be pushed back
 		 * on, so the sealed rows are dropped, and counted. */
 		s->cnt.spool_refused++;
 		s->cnt.dropped_rows[t] += h.rows;
+		if (framed)
+			s->framed_dropped += h.rows;
 		tl_spool_buf_release(s->spool, s->producer, buf);
 		l->blocked[t] = 0;
+		l->first_frame[t] = 0;
 		return 0;
 	}
+	if (s->on_seal != NULL)
+		s->frontier = fr;
+	s->puts++;
 	s->cnt.batches[t]++;
 	l->blocked[t] = 0;
+	l->first_frame[t] = 0;
 	return 0;
 }
 
@@ -203,6 +267,17 @@ lane_of(struct tl_sink *s, uint32_t route)
 	return l;
 }
 
+static inline int
+encode(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t, const struct tl_event *ev,
+		enum tl_reason verdict)
+{
+	if (verdict != TL_REASON_OK)
+		return tl_encode_reject(l->enc[t], ev, verdict, s->wall_ns);
+	if (s->meta != NULL)
+		return tl_encode_event_meta(l->enc[t], ev, s->meta, s->wall_ns);
+	return tl_encode_event(l->enc[t], ev, s->wall_ns);
+}
+
 void
 tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 {
@@ -223,8 +298,7 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 	}
 	if (tl_encode_pending(l->enc[t]) == 0)
 		l->first_mono[t] = s->mono_ns;
-	rc = verdict == TL_REASON_OK ? tl_encode_event(l->enc[t], ev, s->wall_ns)
-				     : tl_encode_reject(l->enc[t], ev, verdict, s->wall_ns);
+	rc = encode(s, l, t, ev, verdict);
 	if (unlikely(rc == -ENOBUFS)) {
 		/* The row does not fit what is left: seal, then it goes first in the next. */
 		if (seal(s, l, t) < 0) {
@@ -232,13 +306,14 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 			return;
 		}
 		l->first_mono[t] = s->mono_ns;
-		rc = verdict == TL_REASON_OK ? tl_encode_event(l->enc[t], ev, s->wall_ns)
-					     : tl_encode_reject(l->enc[t], ev, verdict, s->wall_ns);
+		rc = encode(s, l, t, ev, verdict);
 	}
 	if (unlikely(rc < 0)) {
 		s->cnt.encode_errors++;
 		return;
 	}
+	if (s->frame != 0 && l->first_frame[t] == 0)
+		l->first_frame[t] = s->frame;
 	s->cnt.rows[t]++;
 	if (rc == 1)
 		seal(s, l, t);
@@ -288,5 +363,45 @@ tl_sink_tick(void *arg, uint64_t now_ns)
 			if (l->blocked[t] || now_ns - l->first_mono[t] >= s->delay_ns)
 				seal(s, l, (enum tl_batch_table)t);
 		}
+	}
+}
+
+void
+tl_sink_set_framed(struct tl_sink *s, tl_sink_seal_fn fn, void *arg)
+{
+	s->on_seal = fn;
+	s->on_seal_arg = arg;
+}
+
+void
+tl_sink_frame_begin(struct tl_sink *s, uint64_t frame, const struct tl_encode_meta *meta)
+{
+	s->frame = frame;
+	s->meta = meta;
+}
+
+void
+tl_sink_frame_end(struct tl_sink *s)
+{
+	s->frames_done = s->frame;
+	s->frame = 0;
+	s->meta = NULL;
+}
+
+uint64_t
+tl_sink_frontier(const struct tl_sink *s)
+{
+	return frontier_without(s, NULL, -1);
+}
+
+void
+tl_sink_seal_frames(struct tl_sink *s, uint64_t upto)
+{
+	for (unsigned i = 0; i < s->n_lanes; i++) {
+		struct tl_sink_lane *l = &s->lane[i];
+
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+			if (l->first_frame[t] != 0 && l->first_frame[t] <= upto)
+				seal(s, l, (enum tl_batch_table)t);
 	}
 }

@@ -61,11 +61,21 @@ struct tl_sink_counters {
 	uint64_t routes;                           /**< destinations with encoders */
 };
 
+/**
+ * Framed mode: called for every record just before it is handed to the spool, with the
+ * record's frontier (every frame up to it has all its rows in this record or earlier
+ * ones); the callee fills the buffer's side data and cookie. Called again with @p buf
+ * NULL if that record was then refused: undo the last call.
+ */
+typedef void (*tl_sink_seal_fn)(void *arg, struct tl_spool_buf *buf, uint64_t frontier);
+
 /** One destination's batches, one per table. */
 struct tl_sink_lane {
 	uint32_t route;                          /**< route id (0: default) */
 	uint64_t first_mono[TL_BATCH_TABLE_MAX]; /**< when the pending batch got a row */
 	uint8_t blocked[TL_BATCH_TABLE_MAX];     /**< a full batch waits for a buffer */
+	uint64_t first_frame[TL_BATCH_TABLE_MAX]; /**< framed mode: the first frame with a row
+	                                               in the pending batch, 0: none */
 	struct tl_encoder *enc[TL_BATCH_TABLE_MAX];
 };
 
@@ -83,6 +93,15 @@ struct tl_sink {
 	uint64_t buffer_size;
 	struct tl_sink_counters cnt;
 	uint64_t mono_ns;                           /**< the worker's clock at the last tick */
+	/* framed mode (app/tl_framed.h) */
+	uint64_t frame;                             /**< frame being encoded, 0: none */
+	uint64_t frames_done;                       /**< last frame whose rows are all encoded */
+	uint64_t frontier;                          /**< frontier of the last record handed over */
+	uint64_t puts;                              /**< records handed over since init */
+	uint64_t framed_dropped;                    /**< framed rows lost: no buffer in time */
+	const struct tl_encode_meta *meta;          /**< the frame's source, or NULL */
+	tl_sink_seal_fn on_seal;
+	void *on_seal_arg;
 } __attribute__((aligned(64)));
 
 /**
@@ -110,5 +129,26 @@ void tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 
 /** A tl_sink_tick_fn: seal batches by age; UINT64_MAX seals everything pending. */
 void tl_sink_tick(void *arg, uint64_t now_ns);
+
+/**
+ * Framed mode on: every record handed over gets a frontier (see tl_sink_seal_fn);
+ * batches holding framed rows are never dropped for want of a buffer (the worker waits
+ * for one) and are handed over even above the spool's high-water mark
+ * (TL_SPOOL_PUT_FORCE): the frame was admitted below it and its ACK is owed.
+ */
+void tl_sink_set_framed(struct tl_sink *s, tl_sink_seal_fn fn, void *arg);
+
+/** The events that follow until tl_sink_frame_end() belong to frame @p frame (> every
+ * earlier one), sent by @p meta's producer (pointer kept until the end). */
+void tl_sink_frame_begin(struct tl_sink *s, uint64_t frame, const struct tl_encode_meta *meta);
+
+/** The frame's rows are all encoded. */
+void tl_sink_frame_end(struct tl_sink *s);
+
+/** The frontier if nothing more were sealed: frames up to it have no row in an open batch. */
+uint64_t tl_sink_frontier(const struct tl_sink *s);
+
+/** Seal every pending batch holding a row of a frame <= @p upto. */
+void tl_sink_seal_frames(struct tl_sink *s, uint64_t upto);
 
 #endif
