@@ -449,8 +449,11 @@ tl_framed_worker_tick(struct tl_framed_worker *fw, uint64_t now_ns)
 		}
 		send_ack(fw, &p->peer, p->producer, p->sequence, p->count, p->key_id,
 				TL_ACK_COMMITTED, TL_FRAME_OK, true);
-		if (now_ns != UINT64_MAX && now_ns >= p->arrived_ns)
-			fw->cnt.ack_latency_ns[log2_bucket(now_ns - p->arrived_ns)]++;
+		if (now_ns != UINT64_MAX && p->arrived_ns != 0 && now_ns >= p->arrived_ns) {
+			unsigned b = log2_bucket(now_ns - p->arrived_ns);
+
+			fw->cnt.ack_latency_ns[b < 40 ? b : 39]++;
+		}
 		fw->head++;
 	}
 	if (unlikely(failed)) {

@@ -212,7 +212,8 @@ seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 		fr = frontier_without(s, l, t);
 		s->on_seal(s->on_seal_arg, buf, fr);
 	}
-	rc = tl_spool_buf_put_flags(s->spool, s->producer, buf, framed ? TL_SPOOL_PUT_FORCE : 0);
+	rc = tl_spool_buf_put_flags(s->spool, s->producer, buf,
+			framed ? TL_SPOOL_PUT_FORCE | TL_SPOOL_PUT_MORE : 0);
 	if (unlikely(rc < 0)) {
 		if (s->on_seal != NULL)
 			s->on_seal(s->on_seal_arg, NULL, 0);
@@ -229,6 +230,7 @@ seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 	}
 	if (s->on_seal != NULL)
 		s->frontier = fr;
+	s->run_open |= framed;
 	s->puts++;
 	s->cnt.batches[t]++;
 	l->blocked[t] = 0;
@@ -265,6 +267,26 @@ lane_of(struct tl_sink *s, uint32_t route)
 	s->last = s->n_lanes++;
 	s->cnt.routes = s->n_lanes;
 	return l;
+}
+
+/*
+ * End the run of framed records once no frame is half encoded: every other batch with
+ * framed rows joins it, so no frame has rows both inside the run and still open.
+ */
+static void
+close_run(struct tl_sink *s)
+{
+	if (likely(!s->run_open) || s->frame != 0)
+		return;
+	for (unsigned i = 0; i < s->n_lanes; i++) {
+		struct tl_sink_lane *l = &s->lane[i];
+
+		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+			if (l->first_frame[t] != 0)
+				seal(s, l, (enum tl_batch_table)t);
+	}
+	tl_spool_publish(s->spool, s->producer);
+	s->run_open = false;
 }
 
 static inline int
@@ -317,6 +339,7 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 	s->cnt.rows[t]++;
 	if (rc == 1)
 		seal(s, l, t);
+	close_run(s);
 }
 
 /*
@@ -364,6 +387,7 @@ tl_sink_tick(void *arg, uint64_t now_ns)
 				seal(s, l, (enum tl_batch_table)t);
 		}
 	}
+	close_run(s);
 }
 
 void
@@ -386,6 +410,7 @@ tl_sink_frame_end(struct tl_sink *s)
 	s->frames_done = s->frame;
 	s->frame = 0;
 	s->meta = NULL;
+	close_run(s);
 }
 
 uint64_t
@@ -404,4 +429,5 @@ tl_sink_seal_frames(struct tl_sink *s, uint64_t upto)
 			if (l->first_frame[t] != 0 && l->first_frame[t] <= upto)
 				seal(s, l, (enum tl_batch_table)t);
 	}
+	close_run(s);
 }

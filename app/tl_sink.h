@@ -99,6 +99,8 @@ struct tl_sink {
 	uint64_t frontier;                          /**< frontier of the last record handed over */
 	uint64_t puts;                              /**< records handed over since init */
 	uint64_t framed_dropped;                    /**< framed rows lost: no buffer in time */
+	bool run_open;                              /**< framed records put with MORE, the run
+	                                                 not ended yet */
 	const struct tl_encode_meta *meta;          /**< the frame's source, or NULL */
 	tl_sink_seal_fn on_seal;
 	void *on_seal_arg;
@@ -135,6 +137,11 @@ void tl_sink_tick(void *arg, uint64_t now_ns);
  * batches holding framed rows are never dropped for want of a buffer (the worker waits
  * for one) and are handed over even above the spool's high-water mark
  * (TL_SPOOL_PUT_FORCE): the frame was admitted below it and its ACK is owed.
+ * A frame's rows are never committed in part: when a batch with framed rows is sealed,
+ * every other batch with framed rows is sealed with it, and they go to the spool as one
+ * run (TL_SPOOL_PUT_MORE) that ends only once no frame is half encoded; the spool
+ * commits a run in one transaction. Otherwise a crash between two commits would leave
+ * part of a frame stored that its resend would store again.
  */
 void tl_sink_set_framed(struct tl_sink *s, tl_sink_seal_fn fn, void *arg);
 

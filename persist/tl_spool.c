@@ -79,6 +79,7 @@ struct sbuf {
 	uint8_t held;    /* 1 between get and put: catches double puts */
 	uint8_t discard; /* released, not put: back to the pool unwritten */
 	uint8_t force;   /* TL_SPOOL_PUT_FORCE: stored over the high-water mark */
+	uint8_t more;    /* TL_SPOOL_PUT_MORE: the next record commits in the same txn */
 };
 
 /*
@@ -108,6 +109,9 @@ struct producer {
 	uint8_t *mem;      /* payload memory */
 	uint8_t *meta_mem; /* side areas for the transaction hook, or NULL */
 	uint32_t n_bufs;
+	/* producer side: records put with MORE, handed over together with the run's end */
+	struct sbuf **run;
+	uint32_t n_run;
 };
 
 /* Writer-maintained counters: single writer, relaxed atomics so readers never tear. */
@@ -403,6 +407,18 @@ ring_push(struct ring *r, struct sbuf *b)
 	r->slot[t & r->mask] = b;
 	atomic_store_explicit(&r->tail, t + 1, memory_order_release);
 	return true;
+}
+
+/* Push @p n buffers that become visible to the consumer at once (one tail store). The
+ * caller guarantees room (the ring holds the whole pool). */
+static void
+ring_push_n(struct ring *r, struct sbuf *const *b, uint32_t n)
+{
+	uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+
+	for (uint32_t i = 0; i < n; i++)
+		r->slot[(t + i) & r->mask] = b[i];
+	atomic_store_explicit(&r->tail, t + n, memory_order_release);
 }
 
 static struct sbuf *
@@ -1045,8 +1061,12 @@ drain(struct tl_spool *sp)
 		struct producer *p = &sp->prod[(sp->rr + i) % n];
 		struct sbuf *b;
 
-		while (sp->pending_bytes < sp->conf.commit_bytes &&
+		bool more = false;
+
+		/* A run of MORE records was handed over at once: take all of it. */
+		while ((more || sp->pending_bytes < sp->conf.commit_bytes) &&
 		        (b = ring_pop(&p->to_writer)) != NULL) {
+			more = b->more;
 			if (b->discard) {
 				b->discard = 0;
 				ring_push(&p->free, b);
@@ -1230,8 +1250,21 @@ hand_over(struct tl_spool *sp, struct producer *p, struct sbuf *b)
 
 	b->held = 0;
 	/* The ring holds the whole pool: a buffer always finds a slot. */
-	ring_push(&p->to_writer, b);
-	add(&p->puts, 1);
+	if (unlikely(p->n_run > 0) && !b->discard) {
+		/* The end of a MORE run: the writer sees the whole run at once. */
+		uint32_t n;
+
+		for (uint32_t i = 0; i < p->n_run; i++)
+			len += p->run[i]->pub.len;
+		p->run[p->n_run++] = b;
+		n = p->n_run;
+		p->n_run = 0;
+		ring_push_n(&p->to_writer, p->run, n);
+		add(&p->puts, n);
+	} else {
+		ring_push(&p->to_writer, b);
+		add(&p->puts, 1);
+	}
 	inflight = atomic_fetch_add(&sp->inflight_bytes, len) + len;
 	atomic_thread_fence(memory_order_seq_cst);
 	s = atomic_load_explicit(&sp->wstate, memory_order_relaxed);
@@ -1271,7 +1304,31 @@ buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf, unsign
 	b->created_ns = now_real();
 	b->discard = 0;
 	b->force = (flags & TL_SPOOL_PUT_FORCE) != 0;
+	b->more = (flags & TL_SPOOL_PUT_MORE) != 0;
+	if (b->more) {
+		/* Kept here until the run ends: the writer must not see part of it. */
+		b->held = 0;
+		p->run[p->n_run++] = b;
+		return 0;
+	}
 	hand_over(sp, p, b);
+	return 0;
+}
+
+int
+tl_spool_publish(struct tl_spool *sp, unsigned producer)
+{
+	struct producer *p;
+	struct sbuf *last;
+
+	if (sp == NULL || producer >= sp->n_prod)
+		return -EINVAL;
+	p = &sp->prod[producer];
+	if (p->n_run == 0)
+		return 0;
+	last = p->run[--p->n_run];
+	last->more = 0;
+	hand_over(sp, p, last);
 	return 0;
 }
 
@@ -1285,7 +1342,7 @@ int
 tl_spool_buf_put_flags(
         struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf, unsigned flags)
 {
-	if (unlikely(flags & ~TL_SPOOL_PUT_FORCE))
+	if (unlikely(flags & ~(TL_SPOOL_PUT_FORCE | TL_SPOOL_PUT_MORE)))
 		return -EINVAL;
 	return buf_put(sp, producer, buf, flags);
 }
@@ -1902,8 +1959,9 @@ init_producers(struct tl_spool *sp)
 
 		p->n_bufs = (uint32_t)sp->conf.buffers;
 		p->bufs = calloc(p->n_bufs, sizeof(*p->bufs));
+		p->run = calloc(p->n_bufs, sizeof(*p->run));
 		p->mem = aligned_alloc(64, p->n_bufs * stride);
-		if (p->bufs == NULL || p->mem == NULL)
+		if (p->bufs == NULL || p->mem == NULL || p->run == NULL)
 			return -ENOMEM;
 		if (ring_init(&p->to_writer, p->n_bufs) < 0 || ring_init(&p->free, p->n_bufs) < 0)
 			return -ENOMEM;
@@ -1927,6 +1985,7 @@ free_producers(struct tl_spool *sp)
 		return;
 	for (unsigned i = 0; i < sp->n_prod; i++) {
 		free(sp->prod[i].bufs);
+		free(sp->prod[i].run);
 		free(sp->prod[i].mem);
 		free(sp->prod[i].meta_mem);
 		free(sp->prod[i].to_writer.slot);
@@ -2105,6 +2164,9 @@ tl_spool_close(struct tl_spool *sp)
 	if (sp == NULL)
 		return;
 	if (sp->writer_started) {
+		/* Runs a producer left open still go, whole. */
+		for (unsigned i = 0; i < sp->n_prod; i++)
+			tl_spool_publish(sp, i);
 		atomic_store(&sp->stop, 1);
 		wake_writer(sp);
 		pthread_join(sp->writer, NULL);

@@ -219,9 +219,24 @@ int tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf
                                      stores it unless the map is at max_size (then the
                                      commit callback gets -ENOSPC, counted as lost). */
 
-/** tl_spool_buf_put() with @p flags (0 or TL_SPOOL_PUT_FORCE). */
+#define TL_SPOOL_PUT_MORE 0x2u /**< this record commits in the same transaction as the
+                                    producer's next one: a run of MORE records ends with
+                                    a put without MORE (or tl_spool_publish()), and only
+                                    then does the writer see the run, all of it at once.
+                                    The run's buffers stay taken until then: a run longer
+                                    than the pool never ends. */
+
+/** tl_spool_buf_put() with @p flags (0, TL_SPOOL_PUT_FORCE, TL_SPOOL_PUT_MORE). */
 int tl_spool_buf_put_flags(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf,
         unsigned flags);
+
+/**
+ * End @p producer's run of MORE records without another record: the last one put
+ * becomes the run's end and the writer takes them, in one transaction. No-op without a
+ * run. Producer side, like the puts; tl_spool_close() ends runs left open.
+ * @return 0; -EINVAL.
+ */
+int tl_spool_publish(struct tl_spool *sp, unsigned producer);
 
 /**
  * Give a buffer back without storing it (e.g. a refused batch the producer drops). It

@@ -1771,6 +1771,65 @@ test_spool_hook_sees_txn_buffers_with_meta(void **state)
 	free(h);
 }
 
+/* A run of MORE records is invisible to the writer until it ends, then commits whole, in
+ * one transaction, even past commit_bytes; tl_spool_publish() ends a run without a record;
+ * close ends one left open. */
+static void
+test_spool_more_run_commits_in_one_txn(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool_conf c = fx->conf;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct clog log;
+	struct tl_spool *sp;
+	unsigned call;
+
+	assert_non_null(h);
+	c.buffers = 16;
+	c.commit_bytes = 4096; /* smaller than the run: it must not split it */
+	clog_init(&log, 256);
+	sp = open_spool(&c, 1, &log);
+	log.hook_calls = &h->calls;
+	set_hooks(sp, h, HK_META);
+	for (uint64_t u = 1; u <= 4; u++)
+		assert_int_equal(put_with_meta(sp, 0, 3000, u, 0, TL_SPOOL_PUT_MORE), 0);
+	/* nothing handed over yet: a flush has nothing to wait for, nothing committed */
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(clog_count(&log), 0);
+	assert_int_equal(h->n, 0);
+	assert_int_equal(put_with_meta(sp, 0, 3000, 5, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(clog_count(&log), 5);
+	assert_int_equal(h->n, 5);
+	call = h->e[0].call;
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(h->e[i].user, i + 1);
+		assert_int_equal(h->e[i].call, call);
+		assert_int_equal(log.e[i].status, 0);
+	}
+	/* ended by publish */
+	for (uint64_t u = 6; u <= 8; u++)
+		assert_int_equal(put_with_meta(sp, 0, 3000, u, 0, TL_SPOOL_PUT_MORE), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(clog_count(&log), 5);
+	assert_int_equal(tl_spool_publish(sp, 0), 0);
+	assert_int_equal(tl_spool_publish(sp, 0), 0); /* no run: nothing */
+	assert_int_equal(tl_spool_publish(sp, 1), -EINVAL);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(clog_count(&log), 8);
+	assert_int_equal(h->e[5].call, h->e[7].call);
+	assert_true(h->e[5].call > call);
+	/* left open at close: stored all the same */
+	assert_int_equal(put_with_meta(sp, 0, 3000, 9, 0, TL_SPOOL_PUT_MORE), 0);
+	assert_int_equal(put_with_meta(sp, 0, 3000, 10, 0, TL_SPOOL_PUT_MORE), 0);
+	assert_false(h->bad);
+	tl_spool_close(sp);
+	assert_int_equal(clog_count(&log), 10);
+	assert_int_equal(h->e[8].call, h->e[9].call);
+	clog_fini(&log);
+	free(h);
+}
+
 static void
 test_spool_hook_state_survives_reopen_and_rdonly(void **state)
 {
@@ -2277,7 +2336,7 @@ test_spool_force_put_accepted_while_full_backpressure(void **state)
 	b->user = 500;
 	assert_int_equal(tl_spool_buf_put(sp, 0, b), -ENOSPC);
 	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, 0), -ENOSPC);
-	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, 0x2), -EINVAL);
+	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, 0x4), -EINVAL);
 	assert_int_equal(tl_spool_buf_put_flags(sp, 0, b, TL_SPOOL_PUT_FORCE), 0);
 	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
 	tl_spool_stats(sp, &st);
@@ -2655,6 +2714,8 @@ main(void)
 	                test_spool_commit_failure_reported_sticky, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_hook_sees_txn_buffers_with_meta, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_more_run_commits_in_one_txn, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_hook_state_survives_reopen_and_rdonly, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
