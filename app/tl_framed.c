@@ -294,7 +294,6 @@ on_frame(void *arg, struct tl_pipeline_worker *w, const struct tl_peer *peer,
 	struct tl_frame_view v;
 	enum tl_frame_reason why;
 	enum tl_dedup_verdict dv;
-	struct tl_spool_stats st;
 	const uint8_t *body;
 	size_t body_len;
 	struct pending *p;
@@ -313,8 +312,7 @@ on_frame(void *arg, struct tl_pipeline_worker *w, const struct tl_peer *peer,
 					false);
 		return;
 	}
-	tl_spool_stats(f->spool, &st);
-	if (unlikely(st.full || st.error || fw->failed ||
+	if (unlikely(tl_spool_admit(f->spool) != 0 || fw->failed ||
 	             atomic_load_explicit(&f->failed, memory_order_relaxed))) {
 		fw->cnt.retry_spool_full++;
 		send_ack(fw, peer, v.producer_id, v.sequence, v.count, v.key_id,

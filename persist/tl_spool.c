@@ -1426,6 +1426,21 @@ flushed(struct tl_spool *sp, const uint64_t *target, uint64_t acks)
 	return true;
 }
 
+int
+tl_spool_admit(const struct tl_spool *csp)
+{
+	/* Atomic loads through a const pointer are not portable C11: drop const here. */
+	struct tl_spool *sp = (struct tl_spool *)csp;
+	int err;
+
+	if (sp == NULL)
+		return -EINVAL;
+	err = atomic_load_explicit(&sp->error, memory_order_relaxed);
+	if (err != 0)
+		return err;
+	return atomic_load_explicit(&sp->full, memory_order_relaxed) ? -ENOSPC : 0;
+}
+
 bool
 tl_spool_writing(const struct tl_spool *sp)
 {

@@ -352,6 +352,14 @@ struct tl_spool_stats {
  */
 bool tl_spool_writing(const struct tl_spool *sp);
 
+/**
+ * Whether new work should be taken now, for a producer that answers its senders (framed
+ * mode): two relaxed loads, cheap enough per frame.
+ * @return 0; -ENOSPC (at the high-water mark: the same state that makes a plain put
+ *         refuse under back-pressure); the writer's error once it failed; -EINVAL (NULL).
+ */
+int tl_spool_admit(const struct tl_spool *sp);
+
 /** Fill @p st. Thread-safe, lock-free, cheap. NULL-safe for @p sp (zeroes @p st). */
 void tl_spool_stats(const struct tl_spool *sp, struct tl_spool_stats *st);
 

@@ -54,7 +54,7 @@ struct tl_pipeline_worker;
  * the worker (NULL: this driver cannot send). The frame is copied before the call
  * returns; sending may be deferred to the end of the current burst.
  * @return 0; -ENOBUFS (no buffer or the queue is full: dropped and counted by the
- *         driver); -ENOTSUP.
+ *         driver); -EMSGSIZE (larger than the driver's transmit buffers); -ENOTSUP.
  */
 typedef int (*tl_tx_fn)(void *arg, const uint8_t *frame, uint32_t len);
 

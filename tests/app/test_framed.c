@@ -336,6 +336,17 @@ test_framed_malformed_rejected_with_reason(void **state)
 		assert_int_equal(r.sent.a[1].status, TL_ACK_REJECTED);
 		assert_int_equal(r.sent.a[1].reason, TL_FRAME_BAD_COUNT);
 	}
+	/* a zstd body that does not decompress: refused after the dedup check, which
+	 * must then forget the sequence */
+	n = tl_frame_encode(5, 1, (const uint8_t *)ev, el, 2, 3, NULL, 0, 0, f, sizeof(f));
+	assert_true(n > TL_FRAME_HDR_LEN + 4);
+	assert_true(f[5] & TL_FRAME_F_ZSTD);
+	f[TL_FRAME_HDR_LEN] ^= 0xff; /* the zstd magic */
+	deliver(&r, f, (size_t)n);
+	assert_int_equal(r.sent.a[r.sent.n - 1].status, TL_ACK_REJECTED);
+	assert_int_equal(r.sent.a[r.sent.n - 1].reason, TL_FRAME_BAD_ZSTD);
+	assert_int_equal(tl_framed_worker_counters(r.fw)->rejected[TL_FRAME_BAD_ZSTD], 1);
+	assert_int_equal(tl_framed_worker_in_flight(r.fw), 0);
 	/* nothing of them was stored; the sequence can still be sent right */
 	settle(&r);
 	assert_int_equal(r.sink.cnt.rows[TL_BATCH_SINK_OUTPUT] + r.sink.cnt.rows[TL_BATCH_ERROR_EVENTS],

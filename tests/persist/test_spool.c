@@ -1988,6 +1988,7 @@ test_spool_hook_error_fails_writer_nothing_stored(void **state)
 	}
 	tl_spool_stats(sp, &st);
 	assert_int_equal(st.error, -EIO);
+	assert_int_equal(tl_spool_admit(sp), -EIO);
 	assert_int_equal(st.lost, 4);
 	assert_int_equal(st.records, 3);
 	assert_int_equal(st.commits, 1);
@@ -2320,6 +2321,8 @@ test_spool_force_put_accepted_while_full_backpressure(void **state)
 	c = small_conf(fx, TL_SPOOL_BACKPRESSURE);
 	clog_init(&log, 128);
 	sp = open_spool(&c, 1, &log);
+	assert_int_equal(tl_spool_admit(sp), 0);
+	assert_int_equal(tl_spool_admit(NULL), -EINVAL);
 	/* As in test_spool_full_backpressure_refuses_counted: up to the mark. */
 	for (int i = 0; i < 100; i++) {
 		rc = put_seeded(sp, 0, 64 << 10, (uint64_t)i);
@@ -2329,6 +2332,7 @@ test_spool_force_put_accepted_while_full_backpressure(void **state)
 		assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
 	}
 	assert_int_equal(rc, -ENOSPC);
+	assert_int_equal(tl_spool_admit(sp), -ENOSPC);
 	b = tl_spool_buf_get(sp, 0);
 	assert_non_null(b);
 	b->len = 100;
