@@ -1005,6 +1005,20 @@ test_classify_more_than_16_matches_keeps_lowest_ids(void **state)
 	tl_classify_db_free(db);
 }
 
+/* @p n patterns "blk.pNNN" matching block ids blk_1000 + NNN. */
+static void
+add_block_patterns(struct tl_classify_conf *c, int n, enum tl_classify_severity sev,
+        enum tl_classify_effect eff)
+{
+	char id[32], re[64];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "blk.p%03d", i);
+		snprintf(re, sizeof(re), "blk_%04d\\b", 1000 + i);
+		add_pattern(c, id, re, "storage", sev, eff);
+	}
+}
+
 static void
 test_classify_patterns_beyond_64_use_every_bitmap_word(void **state)
 {
@@ -1012,15 +1026,10 @@ test_classify_patterns_beyond_64_use_every_bitmap_word(void **state)
 	static struct tl_event ev;
 	struct tl_classify_result r;
 	struct tl_classify_db *db;
-	char id[32], re[64];
 
 	(void)state;
 	/* 300 distinct patterns; the event matches 3 of them, one in each bitmap word. */
-	for (int i = 0; i < 300; i++) {
-		snprintf(id, sizeof(id), "blk.p%03d", i);
-		snprintf(re, sizeof(re), "blk_%04d\\b", 1000 + i);
-		add_pattern(c, id, re, "storage", TL_CLASSIFY_SEV_INFO, TL_CLASSIFY_EFFECT_TAG);
-	}
+	add_block_patterns(c, 300, TL_CLASSIFY_SEV_INFO, TL_CLASSIFY_EFFECT_TAG);
 	db = build_ok(c);
 	event_reset(&ev);
 	set_str(&ev, COL_ERROR, "Receiving blk_1005 src; deleting blk_1130 and blk_1299 now");
@@ -1030,6 +1039,38 @@ test_classify_patterns_beyond_64_use_every_bitmap_word(void **state)
 	assert_int_equal(r.ids[1], 130);
 	assert_int_equal(r.ids[2], 299);
 	assert_false(r.error);
+	tl_classify_db_free(db);
+}
+
+/*
+ * Large profiles compile one hidden expression besides their patterns (it caps Hyperscan's
+ * literal stride; see STRIDE_CAP_EXPR in tl_classify.c). Its match must never be reported,
+ * not even for an event that holds exactly the bytes it looks for.
+ */
+static void
+test_classify_hidden_stride_cap_never_reported(void **state)
+{
+	struct tl_classify_conf *c = conf_reset();
+	static struct tl_event ev;
+	struct tl_classify_result r;
+	struct tl_classify_db *db;
+
+	(void)state;
+	add_block_patterns(c, 40, TL_CLASSIFY_SEV_WARNING, TL_CLASSIFY_EFFECT_ERROR);
+	db = build_ok(c);
+	event_reset(&ev);
+	set_str(&ev, COL_ERROR, "control \x01\x02\x03 bytes only");
+	classify(db, &ev, &r);
+	assert_int_equal(r.n, 0);
+	assert_false(r.error);
+
+	event_reset(&ev);
+	set_str(&ev, COL_ERROR, "\x01\x02\x03 deleting blk_1039 \x01\x02\x03");
+	classify(db, &ev, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.ids[0], 39);
+	assert_true(r.error);
+	assert_int_equal(r.severity, TL_CLASSIFY_SEV_WARNING);
 	tl_classify_db_free(db);
 }
 
@@ -1611,6 +1652,7 @@ main(void)
 	                test_classify_more_than_16_matches_keeps_lowest_ids, test_setup),
 	        cmocka_unit_test_setup(
 	                test_classify_patterns_beyond_64_use_every_bitmap_word, test_setup),
+	        cmocka_unit_test_setup(test_classify_hidden_stride_cap_never_reported, test_setup),
 	        cmocka_unit_test_setup(test_flags_change_matching, test_setup),
 	        cmocka_unit_test_setup(test_classify_empty_profile_matches_nothing, test_setup),
 	        cmocka_unit_test_setup(test_classify_scan_failure_flagged, test_setup),
