@@ -40,6 +40,10 @@
 
 /* Reader-requested quarantine travels through the ack queue with this bit set. */
 #define QUAR_BIT (1ull << 63)
+/* So do claims (tl_spool_claim): this bit, the owner in bits 56-61, the key below. */
+#define CLAIM_BIT (1ull << 62)
+#define CLAIM_SHIFT 56
+#define KEY_MASK ((1ull << CLAIM_SHIFT) - 1)
 
 /* Writer states, a futex word: producers wake the writer only when it sleeps. */
 enum { W_RUN, W_IDLE, W_BATCH };
@@ -161,7 +165,11 @@ struct tl_spool {
 	uint64_t buf_need; /* bytes one full buffer takes in the map */
 
 	MDB_env *env;
-	MDB_dbi dbi_rec, dbi_quar, dbi_meta, dbi_state;
+	MDB_dbi dbi_rec, dbi_quar, dbi_meta, dbi_state, dbi_owner;
+	bool has_owner; /* false only for a read-only open of a spool made before `owner` */
+	/* Some record may have an owner: deletions then also delete its claim. Set by the
+	 * first claim, or at open when the owner database is not empty. */
+	_Atomic bool owners;
 	bool has_state; /* false only for a read-only open of a spool made before `state` */
 	int lock_fd;    /* flock: one read-write opener per spool */
 	/* Readers hold it shared while in a transaction; the writer takes it exclusively to
@@ -531,8 +539,8 @@ rec_parse(const MDB_val *k, const MDB_val *v, struct tl_spool_rec *rec)
 static uint64_t
 used_bytes(struct tl_spool *sp, MDB_txn *txn)
 {
-	MDB_dbi dbis[4] = {sp->dbi_rec, sp->dbi_quar, sp->dbi_meta, sp->dbi_state};
-	int n = sp->has_state ? 4 : 3;
+	MDB_dbi dbis[5] = {sp->dbi_rec, sp->dbi_quar, sp->dbi_meta, sp->dbi_state, sp->dbi_owner};
+	int n = sp->has_state ? (sp->has_owner ? 5 : 4) : 3;
 	uint64_t pages = 4; /* two meta pages, the main and free-list roots */
 	MDB_stat s;
 
@@ -674,6 +682,18 @@ del_current(MDB_cursor *cur, const MDB_val *v, uint64_t *bytes)
 	return mdb_cursor_del(cur, 0);
 }
 
+/* A record is gone: so is its claim, if it had one. */
+static int
+del_owner(struct tl_spool *sp, MDB_txn *txn, MDB_val *k)
+{
+	int rc;
+
+	if (!atomic_load_explicit(&sp->owners, memory_order_relaxed))
+		return 0;
+	rc = mdb_del(txn, sp->dbi_owner, k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int
 apply_acks(struct tl_spool *sp, MDB_txn *txn, MDB_cursor *cur, struct outcome *o)
 {
@@ -682,17 +702,31 @@ apply_acks(struct tl_spool *sp, MDB_txn *txn, MDB_cursor *cur, struct outcome *o
 	int rc;
 
 	for (size_t i = 0; i < sp->n_wacks; i++) {
-		uint64_t key = sp->wacks[i] & ~QUAR_BIT;
+		uint64_t key = sp->wacks[i] & KEY_MASK;
 
 		key_enc(key, kb);
 		k.mv_size = 8;
 		k.mv_data = kb;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
 		if (rc == MDB_NOTFOUND) {
-			if (!(sp->wacks[i] & QUAR_BIT))
+			if (!(sp->wacks[i] & (QUAR_BIT | CLAIM_BIT)))
 				o->ack_unknown++;
 			continue;
 		}
+		if (rc != 0)
+			return rc;
+		if (sp->wacks[i] & CLAIM_BIT) {
+			/* Only for a record still there (its ack may be in this round too). */
+			uint8_t owner = (uint8_t)((sp->wacks[i] >> CLAIM_SHIFT) & 0x3f);
+			MDB_val ov = {.mv_size = 1, .mv_data = &owner};
+
+			atomic_store(&sp->owners, true);
+			rc = mdb_put(txn, sp->dbi_owner, &k, &ov, 0);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		rc = del_owner(sp, txn, &k);
 		if (rc != 0)
 			return rc;
 		if (sp->wacks[i] & QUAR_BIT) {
@@ -713,7 +747,7 @@ apply_acks(struct tl_spool *sp, MDB_txn *txn, MDB_cursor *cur, struct outcome *o
 
 /* Delete the oldest record if its key is below @p limit. @return 0, MDB_NOTFOUND, error. */
 static int
-evict_one(MDB_cursor *cur, uint64_t limit, struct outcome *o)
+evict_one(struct tl_spool *sp, MDB_txn *txn, MDB_cursor *cur, uint64_t limit, struct outcome *o)
 {
 	MDB_val k, v;
 	int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -722,7 +756,9 @@ evict_one(MDB_cursor *cur, uint64_t limit, struct outcome *o)
 		return rc;
 	if (k.mv_size == 8 && key_dec(k.mv_data) >= limit)
 		return MDB_NOTFOUND;
-	rc = del_current(cur, &v, &o->dropped_old_bytes);
+	rc = del_owner(sp, txn, &k);
+	if (rc == 0)
+		rc = del_current(cur, &v, &o->dropped_old_bytes);
 	if (rc == 0)
 		o->dropped_old++;
 	return rc;
@@ -810,7 +846,7 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 	if (rc != 0)
 		goto fail;
 	while (o->dropped_old_bytes < pl->evict) {
-		rc = evict_one(cur, first_key, o);
+		rc = evict_one(sp, txn, cur, first_key, o);
 		if (rc == MDB_NOTFOUND)
 			break;
 		if (rc != 0)
@@ -850,7 +886,7 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 				o->hit = true;
 				while (sp->conf.policy == TL_SPOOL_DROP_OLDEST &&
 				        used + need > sp->hw_bytes) {
-					rc = evict_one(cur, first_key, o);
+					rc = evict_one(sp, txn, cur, first_key, o);
 					if (rc == MDB_NOTFOUND)
 						break;
 					if (rc != 0)
@@ -1396,7 +1432,7 @@ queue_ack(struct tl_spool *sp, uint64_t v)
 int
 tl_spool_ack(struct tl_spool *sp, uint64_t key)
 {
-	if (sp == NULL || key == 0 || (key & QUAR_BIT))
+	if (sp == NULL || key == 0 || key > KEY_MASK)
 		return -EINVAL;
 	if (sp->flags & TL_SPOOL_RDONLY)
 		return -EROFS;
@@ -1404,9 +1440,19 @@ tl_spool_ack(struct tl_spool *sp, uint64_t key)
 }
 
 int
+tl_spool_claim(struct tl_spool *sp, uint64_t key, unsigned owner)
+{
+	if (sp == NULL || key == 0 || key > KEY_MASK || owner >= TL_SPOOL_MAX_OWNERS)
+		return -EINVAL;
+	if ((sp->flags & TL_SPOOL_RDONLY) || !sp->has_owner)
+		return -EROFS;
+	return queue_ack(sp, key | CLAIM_BIT | ((uint64_t)owner << CLAIM_SHIFT));
+}
+
+int
 tl_spool_quarantine(struct tl_spool *sp, uint64_t key)
 {
-	if (sp == NULL || key == 0 || (key & QUAR_BIT))
+	if (sp == NULL || key == 0 || key > KEY_MASK)
 		return -EINVAL;
 	if (sp->flags & TL_SPOOL_RDONLY)
 		return -EROFS;
@@ -1420,7 +1466,7 @@ flushed(struct tl_spool *sp, const uint64_t *target, uint64_t acks)
 		return true;
 	if (atomic_load(&sp->acks_done) < acks)
 		return false;
-	for (unsigned i = 0; i < sp->n_prod; i++)
+	for (unsigned i = 0; target != NULL && i < sp->n_prod; i++)
 		if (ld(&sp->prod[i].done) < target[i])
 			return false;
 	return true;
@@ -1452,20 +1498,15 @@ tl_spool_writing(const struct tl_spool *sp)
 	return false;
 }
 
-int
-tl_spool_flush(struct tl_spool *sp, uint64_t timeout_ns)
+/* Wait until the acks queued so far, and with @p target the producers' records up to it,
+ * are committed. */
+static int
+wait_committed(struct tl_spool *sp, const uint64_t *target, uint64_t timeout_ns)
 {
-	uint64_t target[MAX_PRODUCERS];
 	uint64_t acks, deadline;
 	struct timespec ts;
 	int rc = 0;
 
-	if (sp == NULL)
-		return -EINVAL;
-	if (sp->flags & TL_SPOOL_RDONLY)
-		return -EROFS;
-	for (unsigned i = 0; i < sp->n_prod; i++)
-		target[i] = ld(&sp->prod[i].puts);
 	acks = atomic_load(&sp->acks_queued);
 	deadline = now_mono() + timeout_ns;
 	atomic_fetch_add(&sp->flush_waiters, 1);
@@ -1489,6 +1530,30 @@ tl_spool_flush(struct tl_spool *sp, uint64_t timeout_ns)
 	if (rc == 0 && atomic_load(&sp->error) != 0)
 		rc = atomic_load(&sp->error);
 	return rc;
+}
+
+int
+tl_spool_flush(struct tl_spool *sp, uint64_t timeout_ns)
+{
+	uint64_t target[MAX_PRODUCERS];
+
+	if (sp == NULL)
+		return -EINVAL;
+	if (sp->flags & TL_SPOOL_RDONLY)
+		return -EROFS;
+	for (unsigned i = 0; i < sp->n_prod; i++)
+		target[i] = ld(&sp->prod[i].puts);
+	return wait_committed(sp, target, timeout_ns);
+}
+
+int
+tl_spool_sync_acks(struct tl_spool *sp, uint64_t timeout_ns)
+{
+	if (sp == NULL)
+		return -EINVAL;
+	if (sp->flags & TL_SPOOL_RDONLY)
+		return -EROFS;
+	return wait_committed(sp, NULL, timeout_ns);
 }
 
 /* ---- readers ---- */
@@ -1569,6 +1634,14 @@ read_db(struct tl_spool *sp, bool quar, uint64_t from_key, unsigned max, tl_spoo
 					queue_ack(sp, key_dec(k.mv_data) | QUAR_BIT);
 			}
 			continue;
+		}
+		rec.owner = -1;
+		if (!quar && sp->has_owner &&
+		        atomic_load_explicit(&sp->owners, memory_order_relaxed)) {
+			MDB_val ov;
+
+			if (mdb_get(txn, sp->dbi_owner, &k, &ov) == 0 && ov.mv_size == 1)
+				rec.owner = *(const uint8_t *)ov.mv_data;
 		}
 		r = fn(arg, &rec);
 		if (r < 0) {
@@ -1831,6 +1904,16 @@ open_dbis(struct tl_spool *sp, MDB_txn *txn)
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return mdb_fail("mdb_dbi_open", rc);
 	sp->has_state = rc == 0;
+	if (sp->has_state) {
+		MDB_stat os;
+
+		rc = mdb_dbi_open(txn, "owner", f, &sp->dbi_owner);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return mdb_fail("mdb_dbi_open", rc);
+		sp->has_owner = rc == 0;
+		if (sp->has_owner && mdb_stat(txn, sp->dbi_owner, &os) == 0 && os.ms_entries > 0)
+			atomic_store(&sp->owners, true);
+	}
 	rc = mdb_get(txn, sp->dbi_meta, &k, &v);
 	if (rc == MDB_NOTFOUND && !(sp->flags & TL_SPOOL_RDONLY)) {
 		v.mv_size = 4;

@@ -84,10 +84,10 @@ int tl_spool_check(const void *obj, char *msg, size_t msglen);
  * the spool; valid until tl_spool_close().
  */
 struct tl_spool_buf {
-	uint8_t *data; /**< payload area, @c cap bytes, 64-byte aligned */
-	uint32_t len;  /**< payload bytes written by the producer */
-	uint32_t cap;  /**< == conf buffer_size */
-	uint64_t user; /**< producer's cookie, returned by the commit callback */
+	uint8_t *data;     /**< payload area, @c cap bytes, 64-byte aligned */
+	uint32_t len;      /**< payload bytes written by the producer */
+	uint32_t cap;      /**< == conf buffer_size */
+	uint64_t user;     /**< producer's cookie, returned by the commit callback */
 	uint8_t *meta;     /**< side data for the transaction hook (not stored in the record),
 	                        @c meta_cap bytes; NULL without tl_spool_set_hooks() */
 	uint32_t meta_len; /**< side bytes written by the producer (0 after every get) */
@@ -152,12 +152,12 @@ struct tl_spool_txn;
  * @return 0; a negative code aborts the transaction: the writer fails (its error is
  *         reported in tl_spool_stats.error and every record gets that status).
  */
-typedef int (*tl_spool_txn_fn)(void *arg, struct tl_spool_txn *txn,
-        const struct tl_spool_buf *const *bufs, unsigned n);
+typedef int (*tl_spool_txn_fn)(
+        void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bufs, unsigned n);
 
 /** Transaction hook and side data. */
 struct tl_spool_hooks {
-	uint32_t meta_size;    /**< side bytes per producer buffer (0: none; at most 1 MiB) */
+	uint32_t meta_size;     /**< side bytes per producer buffer (0: none; at most 1 MiB) */
 	tl_spool_txn_fn on_txn; /**< or NULL */
 	void *arg;
 };
@@ -170,15 +170,14 @@ struct tl_spool_hooks {
  */
 int tl_spool_set_hooks(struct tl_spool *sp, const struct tl_spool_hooks *h);
 
-#define TL_SPOOL_STATE_NAME_MAX 64  /**< longest state name, bytes */
+#define TL_SPOOL_STATE_NAME_MAX 64 /**< longest state name, bytes */
 
 /**
  * From a transaction hook: store @p len bytes under @p name in the spool's `state`
  * database (replacing what was there), in the hook's transaction.
  * @return 0; -EINVAL (empty or too long name); -ENOSPC (the map is full); TL_E_SPOOL.
  */
-int tl_spool_txn_state_put(struct tl_spool_txn *txn, const char *name, const void *val,
-        size_t len);
+int tl_spool_txn_state_put(struct tl_spool_txn *txn, const char *name, const void *val, size_t len);
 
 /**
  * Read the value stored under @p name (read-only transaction; thread-safe).
@@ -213,22 +212,24 @@ struct tl_spool_buf *tl_spool_buf_get(struct tl_spool *sp, unsigned producer);
 int tl_spool_buf_put(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf);
 
 /** tl_spool_buf_put_flags() flags. */
-#define TL_SPOOL_PUT_FORCE 0x1u /**< accept even over the high-water mark (back-pressure
-                                     policy): the caller has already refused new work at
-                                     the mark and must not lose this record. The writer
-                                     stores it unless the map is at max_size (then the
-                                     commit callback gets -ENOSPC, counted as lost). */
+#define TL_SPOOL_PUT_FORCE                                                                         \
+	0x1u /**< accept even over the high-water mark (back-pressure                              \
+	          policy): the caller has already refused new work at                              \
+	          the mark and must not lose this record. The writer                               \
+	          stores it unless the map is at max_size (then the                                \
+	          commit callback gets -ENOSPC, counted as lost). */
 
-#define TL_SPOOL_PUT_MORE 0x2u /**< this record commits in the same transaction as the
-                                    producer's next one: a run of MORE records ends with
-                                    a put without MORE (or tl_spool_publish()), and only
-                                    then does the writer see the run, all of it at once.
-                                    The run's buffers stay taken until then: a run longer
-                                    than the pool never ends. */
+#define TL_SPOOL_PUT_MORE                                                                          \
+	0x2u /**< this record commits in the same transaction as the                               \
+	          producer's next one: a run of MORE records ends with                             \
+	          a put without MORE (or tl_spool_publish()), and only                             \
+	          then does the writer see the run, all of it at once.                             \
+	          The run's buffers stay taken until then: a run longer                            \
+	          than the pool never ends. */
 
 /** tl_spool_buf_put() with @p flags (0, TL_SPOOL_PUT_FORCE, TL_SPOOL_PUT_MORE). */
-int tl_spool_buf_put_flags(struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf,
-        unsigned flags);
+int tl_spool_buf_put_flags(
+        struct tl_spool *sp, unsigned producer, struct tl_spool_buf *buf, unsigned flags);
 
 /**
  * End @p producer's run of MORE records without another record: the last one put
@@ -254,6 +255,7 @@ struct tl_spool_rec {
 	                          map, no alignment guarantee) */
 	uint32_t len;        /**< payload bytes */
 	uint16_t producer;   /**< producer index */
+	int16_t owner;       /**< its durable claim (tl_spool_claim), -1: none */
 };
 
 /**
@@ -289,6 +291,27 @@ int tl_spool_read_quarantine(struct tl_spool *sp, uint64_t from_key, unsigned ma
  * @return 0; -EINVAL (key 0); -EROFS (read-only); -ENOMEM.
  */
 int tl_spool_ack(struct tl_spool *sp, uint64_t key);
+
+#define TL_SPOOL_MAX_OWNERS 64 /**< claimants: 0..63 */
+
+/**
+ * Claim record @p key for consumer @p owner (a failover target): stored durably in the
+ * `owner` database by the writer's next transaction (wait for it with
+ * tl_spool_sync_acks()) and read back with the record (tl_spool_rec.owner), also after a
+ * restart; deleted with the record. A claim for a record no longer there is ignored.
+ * Thread-safe; takes a mutex.
+ * @return 0; -EINVAL (key 0 or out of range, owner >= TL_SPOOL_MAX_OWNERS); -EROFS
+ *         (read-only); -ENOMEM.
+ */
+int tl_spool_claim(struct tl_spool *sp, uint64_t key, unsigned owner);
+
+/**
+ * Wait until every ack, quarantine and claim queued before the call has been committed
+ * (records producers hand over meanwhile are not waited for, so this does not wait on a
+ * spool at its high-water mark). Not from the commit callback.
+ * @return 0; -ETIMEDOUT; -EROFS; the writer's error if it failed.
+ */
+int tl_spool_sync_acks(struct tl_spool *sp, uint64_t timeout_ns);
 
 /**
  * Move record @p key to the quarantine database (raw bytes, same key) instead of

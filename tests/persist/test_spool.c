@@ -658,6 +658,98 @@ test_spool_read_callback_controls_stop(void **state)
 	tl_spool_close(sp);
 }
 
+/* Collects each record's key and claim. */
+struct owners {
+	size_t n;
+	uint64_t key[16];
+	int owner[16];
+};
+
+static int
+collect_owner(void *arg, const struct tl_spool_rec *rec)
+{
+	struct owners *o = arg;
+
+	if (o->n == 16)
+		return -1;
+	o->key[o->n] = rec->key;
+	o->owner[o->n++] = rec->owner;
+	return 0;
+}
+
+static void
+read_owners(struct tl_spool *sp, struct owners *o)
+{
+	memset(o, 0, sizeof(*o));
+	assert_true(tl_spool_read(sp, 1, 16, collect_owner, o, NULL) >= 0);
+}
+
+static void
+test_spool_claim_read_back_survives_reopen_deleted_with_record(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool *sp = open_spool(&fx->conf, 1, NULL);
+	struct owners o;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put_seeded(sp, 0, 100, (uint64_t)i), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	read_owners(sp, &o);
+	assert_int_equal(o.n, 4);
+	for (size_t i = 0; i < o.n; i++)
+		assert_int_equal(o.owner[i], -1);
+	assert_int_equal(tl_spool_claim(sp, 2, 1), 0);
+	assert_int_equal(tl_spool_claim(sp, 3, 63), 0);
+	assert_int_equal(tl_spool_claim(sp, 4, 0), 0);
+	/* A claim of a record that is not there is ignored. */
+	assert_int_equal(tl_spool_claim(sp, 99, 5), 0);
+	assert_int_equal(tl_spool_sync_acks(sp, 5 * SEC), 0);
+	read_owners(sp, &o);
+	assert_int_equal(o.n, 4);
+	assert_int_equal(o.owner[0], -1);
+	assert_int_equal(o.owner[1], 1);
+	assert_int_equal(o.owner[2], 63);
+	assert_int_equal(o.owner[3], 0);
+	/* The ack deletes record 3 and its claim; the others keep theirs across a reopen. */
+	assert_int_equal(tl_spool_ack(sp, 3), 0);
+	assert_int_equal(tl_spool_sync_acks(sp, 5 * SEC), 0);
+	tl_spool_close(sp);
+	sp = open_spool(&fx->conf, 1, NULL);
+	read_owners(sp, &o);
+	assert_int_equal(o.n, 3);
+	assert_int_equal(o.key[1], 2);
+	assert_int_equal(o.owner[1], 1);
+	assert_int_equal(o.key[2], 4);
+	assert_int_equal(o.owner[2], 0);
+	/* Claimed again: the new claimant replaces the old. */
+	assert_int_equal(tl_spool_claim(sp, 2, 7), 0);
+	assert_int_equal(tl_spool_sync_acks(sp, 5 * SEC), 0);
+	read_owners(sp, &o);
+	assert_int_equal(o.owner[1], 7);
+	tl_spool_close(sp);
+}
+
+static void
+test_spool_claim_bad_args_einval_erofs(void **state)
+{
+	struct fixture *fx = *state;
+	struct tl_spool *sp = open_spool(&fx->conf, 1, NULL), *ro = NULL;
+
+	assert_int_equal(tl_spool_claim(NULL, 1, 0), -EINVAL);
+	assert_int_equal(tl_spool_claim(sp, 0, 0), -EINVAL);
+	assert_int_equal(tl_spool_claim(sp, 1ull << 56, 0), -EINVAL);
+	assert_int_equal(tl_spool_claim(sp, 1, TL_SPOOL_MAX_OWNERS), -EINVAL);
+	assert_int_equal(tl_spool_sync_acks(NULL, SEC), -EINVAL);
+	/* Keys with the flag bits set are not keys. */
+	assert_int_equal(tl_spool_ack(sp, 1ull << 62), -EINVAL);
+	assert_int_equal(tl_spool_quarantine(sp, 1ull << 62), -EINVAL);
+	assert_int_equal(tl_spool_open(&fx->conf, 0, TL_SPOOL_RDONLY, NULL, NULL, &ro), 0);
+	assert_int_equal(tl_spool_claim(ro, 1, 0), -EROFS);
+	assert_int_equal(tl_spool_sync_acks(ro, SEC), -EROFS);
+	tl_spool_close(ro);
+	tl_spool_close(sp);
+}
+
 static void
 test_spool_pool_exhausted_null_counted(void **state)
 {
@@ -2688,6 +2780,11 @@ main(void)
 	                test_spool_put_commit_read_in_order, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_read_callback_controls_stop, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_claim_read_back_survives_reopen_deleted_with_record, setup,
+	                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_claim_bad_args_einval_erofs, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_pool_exhausted_null_counted, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
