@@ -18,6 +18,7 @@
 #include "tl_dpdk.h"
 #include "tl_dump.h"
 #include "tl_error.h"
+#include "tl_failover.h"
 #include "tl_json.h"
 #include "tl_ddl.h"
 #include "tl_live.h"
@@ -63,12 +64,40 @@ struct uplinks {
 	unsigned n;
 	struct tl_uplink *u[MAX_UPLINKS];
 	uint32_t route[MAX_UPLINKS];
+	unsigned target[MAX_UPLINKS];
+	struct tl_failover *fo; /* the targets (uplink.url, then uplink.failover.targets) */
 	/* how to start one */
 	const struct tl_uplink_conf *conf;
 	const struct tl_schema *schema;
 	struct tl_spool *spool;
 	const char *appliance;
 };
+
+/* One uplink per target for route @p r (NULL: the default route); under the lock. */
+static int
+uplinks_start(struct uplinks *ups, const struct tl_uplink_route *r)
+{
+	unsigned n_t = tl_failover_targets(ups->fo);
+	struct tl_uplink_conf c = *ups->conf;
+	int rc;
+
+	if (ups->n + n_t > MAX_UPLINKS) {
+		TL_ERR("uplink: more than %d destinations x targets", MAX_UPLINKS);
+		return -ENOSPC;
+	}
+	for (unsigned t = 0; t < n_t; t++) {
+		if (t > 0)
+			snprintf(c.url, sizeof(c.url), "%s", ups->conf->failover.targets[t - 1]);
+		rc = tl_uplink_start_target(&c, ups->schema, ups->spool, r, ups->fo, t,
+				&ups->u[ups->n]);
+		if (rc < 0)
+			return rc;
+		tl_uplink_set_appliance_id(ups->u[ups->n], ups->appliance);
+		ups->route[ups->n] = r ? r->id : 0;
+		ups->target[ups->n++] = t;
+	}
+	return 0;
+}
 
 /* Start the uplinks of the routes of @p set that have none yet. */
 static int
@@ -91,18 +120,11 @@ uplinks_ensure(struct uplinks *ups, const struct tl_route_set *set)
 			k++;
 		if (k < ups->n)
 			continue;
-		if (ups->n == MAX_UPLINKS) {
-			TL_ERR("uplink: more than %d destinations", MAX_UPLINKS);
-			rc = -ENOSPC;
-			break;
-		}
-		rc = tl_uplink_start_route(ups->conf, ups->schema, ups->spool, &r, &ups->u[ups->n]);
+		rc = uplinks_start(ups, &r);
 		if (rc < 0) {
 			TL_ERR("uplink for %s.%s: %s", r.database, r.table, tl_strerror(rc));
 			break;
 		}
-		tl_uplink_set_appliance_id(ups->u[ups->n], ups->appliance);
-		ups->route[ups->n++] = r.id;
 		TL_INFO("uplink: route %08x to %s.%s", r.id, r.database, r.table);
 	}
 	pthread_mutex_unlock(&ups->lock);
@@ -152,8 +174,10 @@ publish_patterns(struct live_out *lo, const struct tl_live_gen *g)
 	if (lo->ups->n == 0)
 		return;
 	rc = tl_ddl_patterns(lo->database, g->db, lo->profile, (uint32_t)time(NULL), &sql, &n);
-	if (rc == 0)
-		rc = tl_uplink_set_statements(lo->ups->u[0], (const char *const *)sql, n);
+	/* Every target has the default route's uplink, and that one runs the statements. */
+	for (unsigned i = 0; rc == 0 && i < lo->ups->n; i++)
+		if (lo->ups->route[i] == 0)
+			rc = tl_uplink_set_statements(lo->ups->u[i], (const char *const *)sql, n);
 	if (rc < 0)
 		TL_ERR("error_patterns: %s", tl_strerror(rc));
 	tl_ddl_stmts_free(sql, n);
@@ -838,13 +862,20 @@ tl_cmd_run(int argc, char **argv)
 	if (!o.no_uplink) {
 		if (o.clickhouse)
 			snprintf(cfg.uplink.url, sizeof(cfg.uplink.url), "%s", o.clickhouse);
-		rc = tl_uplink_start(&cfg.uplink, schema, spool, &ups.u[0]);
+		ups.conf = &cfg.uplink;
+		ups.schema = schema;
+		ups.spool = spool;
+		ups.appliance = cfg.appliance_id;
+		rc = tl_failover_create(&cfg.uplink.failover, 1 + cfg.uplink.failover.n_targets,
+				&ups.fo);
+		if (rc == 0)
+			rc = uplinks_start(&ups, NULL);
 		if (rc < 0) {
 			TL_ERR("uplink: %s", tl_strerror(rc));
 			goto out;
 		}
-		tl_uplink_set_appliance_id(ups.u[0], cfg.appliance_id);
-		ups.n = 1;
+		if (ups.n > 1)
+			TL_INFO("uplink: %u targets (failover)", ups.n);
 	}
 	ups.conf = &cfg.uplink;
 	ups.schema = schema;
@@ -985,6 +1016,8 @@ out:
 	for (unsigned i = 0; i < ups.n; i++)
 		tl_uplink_stop(ups.u[i]);
 	ups.n = 0;
+	tl_failover_free(ups.fo);
+	ups.fo = NULL;
 	tl_spool_close(spool);
 	if (outs) {
 		for (unsigned i = 0; i < n_workers; i++) {

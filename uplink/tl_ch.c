@@ -374,6 +374,15 @@ tl_uplink_check(const void *obj, char *msg, size_t msglen)
 		snprintf(msg, msglen, "backoff_initial is larger than backoff_max");
 		return 1;
 	}
+	for (uint32_t i = 0; i < c->failover.n_targets; i++) {
+		char m[160];
+
+		if (parse_url(c->failover.targets[i], base, sizeof(base), db, sizeof(db), m,
+		            sizeof(m)) < 0) {
+			snprintf(msg, msglen, "failover.targets[%u]: %s", i, m);
+			return 1;
+		}
+	}
 	return 0;
 }
 
@@ -511,6 +520,13 @@ const struct tl_opt tl_uplink_opts[] = {
                 .offset = offsetof(struct tl_uplink_conf, verify_rows),
                 .desc = "check every row against its table's column types before sending "
                         "(a corrupt row is dead-lettered, never merged into its neighbours)"},
+        {.name = "failover",
+                .type = TL_OPT_SECTION,
+                .offset = offsetof(struct tl_uplink_conf, failover),
+                .sub = tl_failover_opts,
+                .check = tl_failover_check,
+                .desc = "more ClickHouse targets: circuit breakers, health checks, a "
+                        "delivery policy per table"},
         {.name = NULL},
 };
 
@@ -1413,6 +1429,30 @@ tl_ch_query(struct tl_ch *ch, const char *sql, char **out, size_t *len)
 		return -EINVAL;
 	return sync_request(
 	        ch, ch->query.url, ch->hdr_plain, TL_CH_COMPRESS_NONE, sql, strlen(sql), out, len);
+}
+
+int
+tl_ch_ping(struct tl_ch *ch, uint64_t timeout_ns)
+{
+	static const char sql[] = "SELECT 1";
+	long ms = (long)(timeout_ns / 1000000ull);
+	int rc;
+
+	if (ch == NULL)
+		return -EINVAL;
+	if (ms < 1)
+		ms = 1;
+	/* The query handle's own timeouts are uplink.timeout's: shortened for this one. */
+	if (curl_easy_setopt(ch->query.easy, CURLOPT_TIMEOUT_MS, ms) != CURLE_OK ||
+	        curl_easy_setopt(ch->query.easy, CURLOPT_CONNECTTIMEOUT_MS, ms) != CURLE_OK)
+		return -EIO;
+	rc = sync_request(ch, ch->query.url, ch->hdr_plain, TL_CH_COMPRESS_NONE, sql,
+	        sizeof(sql) - 1, NULL, NULL);
+	ms = (long)((ch->conf.timeout + MS - 1) / MS);
+	curl_easy_setopt(ch->query.easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1L);
+	ms = (long)((ch->conf.connect_timeout + MS - 1) / MS);
+	curl_easy_setopt(ch->query.easy, CURLOPT_CONNECTTIMEOUT_MS, ms > 0 ? ms : 1L);
+	return rc;
 }
 
 int

@@ -129,6 +129,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tl_failover.h"
 #include "tl_opt.h"
 
 #define TL_CH_URL_LEN 512
@@ -170,6 +171,7 @@ struct tl_uplink_conf {
 	bool verify_rows;                   /**< walk every row against its table's types */
 	bool stream;                        /**< streamed INSERTs where the codec allows */
 	uint64_t streams;                   /**< streamed INSERTs open per table at once */
+	struct tl_failover_conf failover;   /**< more targets, policies, health checks */
 };
 
 extern const struct tl_opt tl_uplink_opts[];
@@ -298,6 +300,13 @@ const char *tl_ch_database(const struct tl_ch *ch);
  * any request. @return 0; -EINVAL if it is not a valid name.
  */
 int tl_ch_set_database(struct tl_ch *ch, const char *db);
+
+/**
+ * Health check: `SELECT 1` synchronously, answered within @p timeout_ns (connect
+ * included) or failed. Does not drive inserts in flight meanwhile.
+ * @return 0; the errors of tl_ch_query().
+ */
+int tl_ch_ping(struct tl_ch *ch, uint64_t timeout_ns);
 
 /**
  * Run one statement synchronously (DDL, checks): POST @p sql, wait for the whole answer

@@ -14,6 +14,7 @@
 #include "tl_ddl.h"
 #include "tl_encode.h"
 #include "tl_error.h"
+#include "tl_failover.h"
 #include "tl_log.h"
 #include "tl_uplink.h"
 
@@ -23,9 +24,9 @@
 #define STREAM_IDLE_MAX_NS 200000000ull /* ... or this long while the spool is committing */
 #define STREAM_POLL_MS 2                /* how often an open stream looks for new records */
 #define MS_NS 1000000ull
-#define STREAM_SPLIT (8u << 20) /* another stream opens when this much waits in the others */
-#define STREAM_STOP_NS 5000000000ull    /* how long a stop waits for streams to be answered */
-#define INSERT_ROWS TL_BATCH_MAX_ROWS   /* below max_insert_block_size: one block */
+#define STREAM_SPLIT (8u << 20)       /* another stream opens when this much waits in the others */
+#define STREAM_STOP_NS 5000000000ull  /* how long a stop waits for streams to be answered */
+#define INSERT_ROWS TL_BATCH_MAX_ROWS /* below max_insert_block_size: one block */
 #define COLS_LEN 16384
 #define MAYBE_DATA_TRIES 3 /* TL_CH_F_MAYBE_DATA retries before it counts as a reject */
 #define STACK_MAX 48       /* bisection depth: log2(TL_BATCH_MAX_ROWS) + 1 suffices */
@@ -89,8 +90,8 @@ struct slot {
 	uint64_t raw;  /* uncompressed bytes of its records */
 	size_t pulled; /* streamed: body bytes the transfer has taken */
 	bool stream_end;
-	bool stream_eof;  /* the whole body was pulled: an OK covers every record */
-	bool stream_more; /* records were added since the transfer last pulled */
+	bool stream_eof;                  /* the whole body was pulled: an OK covers every record */
+	bool stream_more;                 /* records were added since the transfer last pulled */
 	char qid[TL_CH_QUERY_ID_MAX + 1]; /* query id of its last insert ("": none yet) */
 	unsigned attempt;
 	unsigned maybe_data; /* consecutive retries flagged TL_CH_F_MAYBE_DATA */
@@ -131,9 +132,9 @@ struct tl_uplink {
 	bool pass_lz4;  /* codec lz4: LZ4 batches go out as they are stored */
 	uint8_t *check; /* rows of a framed record, decompressed to check them */
 	size_t check_cap;
-	uint64_t stream_max_ns;                   /* a stream ends this old */
-	uint64_t last_take_ns;                    /* when a record was last taken */
-	int draining;                             /* callers in tl_uplink_drain() */
+	uint64_t stream_max_ns; /* a stream ends this old */
+	uint64_t last_take_ns;  /* when a record was last taken */
+	int draining;           /* callers in tl_uplink_drain() */
 	unsigned n_ready;
 	bool probe_ready[TL_BATCH_TABLE_MAX];
 	pthread_mutex_t lock; /* appliance, stmts */
@@ -151,6 +152,15 @@ struct tl_uplink {
 	char probe[TL_BATCH_TABLE_MAX][96];
 	char tables[TL_BATCH_TABLE_MAX][TL_DDL_IDENT_MAX + 1]; /* names in ClickHouse */
 	uint32_t route; /* takes the batches of this route (struct tl_batch_hdr.route) */
+	/* Failover (NULL: the only target). */
+	struct tl_failover *fo;
+	unsigned target; /* this uplink's target index */
+	bool prober;     /* it runs the target's health checks (the default route's uplink) */
+	uint64_t fo_health_timeout;
+	uint64_t epoch;            /* the preference epoch it last acted on */
+	uint64_t rescan_end;       /* re-reading records below this for unclaimed ones (0: not) */
+	uint64_t claims[MAX_KEYS]; /* claimed during the current read, to make durable */
+	unsigned n_claims;
 	struct tl_uplink_stats st;
 };
 
@@ -238,8 +248,8 @@ apply_ddl(struct tl_uplink *u)
 		free(reply);
 		reply = NULL;
 		if (rc == -ENOENT)
-			rc = tl_ddl_create_table_named(
-			        u->schema, (enum tl_batch_table)t, db, tname(u, t), sql, sizeof(sql));
+			rc = tl_ddl_create_table_named(u->schema, (enum tl_batch_table)t, db,
+			        tname(u, t), sql, sizeof(sql));
 		if (rc < 0) {
 			TL_ERR("uplink: %s.%s: %s", db, tname(u, t),
 			        rc == TL_E_SCHEMA ? msg : "cannot build the DDL");
@@ -607,9 +617,9 @@ stream_backlog(const struct slot *sl)
 {
 	size_t have = sl->off[sl->n_keys];
 
-	return have > sl->pulled ? (uint64_t)((double)(have - sl->pulled) / (double)have *
-	                                      (double)sl->raw)
-	                         : 0;
+	return have > sl->pulled
+	               ? (uint64_t)((double)(have - sl->pulled) / (double)have * (double)sl->raw)
+	               : 0;
 }
 
 /*
@@ -647,6 +657,22 @@ pick_stream(struct tl_uplink *u, const struct tl_batch_view *v, bool pass)
 	return NULL;
 }
 
+/* Is record @p key in one of the slots (being sent, or waiting to be)? */
+static bool
+held(const struct tl_uplink *u, uint64_t key)
+{
+	for (unsigned i = 0; i < u->n_slots; i++) {
+		const struct slot *sl = &u->slots[i];
+
+		if (sl->state == SLOT_FREE)
+			continue;
+		for (uint32_t k = 0; k < sl->n_keys; k++)
+			if (sl->keys[k] == key)
+				return true;
+	}
+	return false;
+}
+
 /*
  * tl_spool_read callback: append the record to the filling slot of its table (taking a
  * free slot if there is none, sealing the current one if the record does not fit).
@@ -672,6 +698,23 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 	}
 	if (v.hdr.route != u->route)
 		return 0; /* another route's uplink sends it */
+	if (u->fo != NULL) {
+		bool claim = false;
+
+		if (rec->key < u->rescan_end &&
+		        (!tl_failover_claims(u->fo, v.hdr.table) || held(u, rec->key)))
+			return 0; /* a re-read: only records nobody has claimed are new */
+		if (tl_failover_take(u->fo, u->target, v.hdr.table, rec->key, rec->owner, &claim) !=
+		        TL_FAILOVER_TAKE)
+			return 0;
+		if (claim) {
+			if (u->n_claims == MAX_KEYS) {
+				tl_failover_unclaim(u->fo, u->target, rec->key);
+				return -1;
+			}
+			u->claims[u->n_claims++] = rec->key;
+		}
+	}
 	pass = u->pass_lz4 && (v.hdr.flags & TL_BATCH_F_LZ4);
 	sl = u->filling[v.hdr.table];
 	if (sl != NULL && sl->streaming) {
@@ -713,10 +756,10 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 		rows = NULL;
 		if (tl_chblock_wrap_lz4(v.body, v.hdr.body_len, v.raw_len, sl->body + at,
 		            sl->cap - at, &len) != 0 ||
-		        (u->conf.verify_rows &&
-		                (grow((void **)&u->check, &u->check_cap, v.raw_len, 1, 1u << 20) < 0 ||
-		                        tl_batch_inflate_with(
-		                                u->dec, &v, u->check, v.raw_len, &rows) != 0))) {
+		        (u->conf.verify_rows && (grow((void **)&u->check, &u->check_cap, v.raw_len,
+		                                         1, 1u << 20) < 0 ||
+		                                        tl_batch_inflate_with(u->dec, &v, u->check,
+		                                                v.raw_len, &rows) != 0))) {
 			quarantine(u, rec->key, v.hdr.rows, "body does not decompress");
 			return 0;
 		}
@@ -755,8 +798,7 @@ take_record(void *arg, const struct tl_spool_rec *rec)
 	u->last_take_ns = mono_ns();
 	if (sl->streaming) {
 		sl->stream_more = true;
-	} else if (sl->n_keys == 1 && !sl->invalid && u->stream_ok &&
-	           rec->key >= u->check_below) {
+	} else if (sl->n_keys == 1 && !sl->invalid && u->stream_ok && rec->key >= u->check_below) {
 		/* Streamed: submitted after this read, it takes the records that follow. */
 		sl->streaming = true;
 		sl->stream_end = sl->stream_eof = false;
@@ -887,6 +929,51 @@ send_or_check(struct tl_uplink *u, struct slot *sl, bool check)
 static void start_bisect(
         struct tl_uplink *u, struct slot *sl, uint32_t rec, const char *why, bool refused_whole);
 
+/*
+ * The first healthy target changed. If it is now this one, read the spool again from
+ * the start for records nobody claimed (skipped while another target was preferred);
+ * they may have been sent by nobody, but a check costs one count: ask first.
+ */
+static void
+check_preference(struct tl_uplink *u)
+{
+	uint64_t epoch;
+	unsigned p = tl_failover_preferred(u->fo, &epoch);
+
+	if (epoch == u->epoch)
+		return;
+	u->epoch = epoch;
+	if (p != u->target || u->cursor <= 1)
+		return;
+	if (u->cursor > u->rescan_end)
+		u->rescan_end = u->cursor;
+	if (u->cursor > u->check_below)
+		u->check_below = u->cursor;
+	u->cursor = 1;
+	TL_INFO("uplink: target %u preferred now: looking for batches nobody sent", u->target);
+}
+
+/*
+ * A batch is claimed before it is first sent, and the claim is durable before any of
+ * its bytes leave: after a crash the batch goes only to the target that may have it.
+ */
+static void
+make_claims_durable(struct tl_uplink *u)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < u->n_claims && rc == 0; i++)
+		rc = tl_spool_claim(u->spool, u->claims[i], u->target);
+	if (rc == 0 && u->n_claims > 0)
+		rc = tl_spool_sync_acks(u->spool, 10ull * 1000000000ull);
+	if (rc < 0)
+		/* A failed spool writer stops the appliance's intake too; the batches still go
+		 * out, only a crash before they are acked could send them twice. */
+		TL_LOG_RATELIMITED(TL_LOG_ERR, 5, "uplink: claims not stored: %s", tl_strerror(rc));
+	add(&u->st.claims, u->n_claims);
+	u->n_claims = 0;
+}
+
 static void
 fill_slots(struct tl_uplink *u)
 {
@@ -894,13 +981,19 @@ fill_slots(struct tl_uplink *u)
 	uint64_t now, idle_ns, idle_min;
 	int n;
 
+	if (u->fo != NULL)
+		check_preference(u);
 	do {
 		uint64_t next = u->cursor;
 
 		u->n_ready = 0;
+		u->n_claims = 0;
 		n = tl_spool_read(u->spool, u->cursor, MAX_KEYS, take_record, u, &next);
 		if (n > 0)
 			u->cursor = next;
+		if (u->rescan_end != 0 && u->cursor >= u->rescan_end)
+			u->rescan_end = 0;
+		make_claims_durable(u);
 		for (unsigned i = 0; i < u->n_ready; i++) {
 			struct slot *sl = u->ready[i];
 
@@ -919,7 +1012,7 @@ fill_slots(struct tl_uplink *u)
 	idle_ns = now - u->last_take_ns;
 	/* Someone waits in tl_uplink_drain() for what is committed: no company is coming. */
 	idle_min = __atomic_load_n(&u->draining, __ATOMIC_RELAXED) ? STREAM_POLL_MS * MS_NS
-	                                                            : STREAM_IDLE_NS;
+	                                                           : STREAM_IDLE_NS;
 	/* A commit under way (an fsync can take tens of milliseconds) brings more. */
 	writing = idle_ns >= idle_min && tl_spool_writing(u->spool);
 	for (unsigned i = 0; i < u->n_slots; i++) {
@@ -945,7 +1038,7 @@ fill_slots(struct tl_uplink *u)
 
 		if (sl == NULL || sl->streaming ||
 		        !((idle && now - sl->fill_ns >= INSERT_MIN_DELAY_NS) ||
-		                          now - sl->fill_ns >= u->conf.insert_delay))
+		                now - sl->fill_ns >= u->conf.insert_delay))
 			continue;
 		u->filling[t] = NULL;
 		send_or_check(u, sl, sl->keys[0] < u->check_below);
@@ -1191,8 +1284,8 @@ start_bisect(
 	sl->bis = b;
 	sl->mode = MODE_PROBE;
 	add(&u->st.records_bisected, 1);
-	TL_WARN("uplink: %s: batch %" PRIu64 " (%u rows): bisecting (%s)",
-	        tname(u, sl->table), b->batch_id, n, why);
+	TL_WARN("uplink: %s: batch %" PRIu64 " (%u rows): bisecting (%s)", tname(u, sl->table),
+	        b->batch_id, n, why);
 	if (sl->invalid) {
 		/* Rows that are not rows of the table die here; the others are taken as the
 		 * probe table would take them and go in the final insert. */
@@ -1264,11 +1357,20 @@ fall_back_direct(struct tl_uplink *u, struct slot *sl, const char *why)
 
 /* --- results --- */
 
+/* Record @p key of table @p t is in this target: deleted once every target that must
+ * have it does. */
+static void
+ack(struct tl_uplink *u, unsigned t, uint64_t key)
+{
+	if (u->fo == NULL || tl_failover_delivered(u->fo, u->target, t, key))
+		tl_spool_ack(u->spool, key);
+}
+
 static void
 delivered(struct tl_uplink *u, struct slot *sl, uint32_t a, uint32_t b)
 {
 	for (uint32_t k = a; k < b; k++) {
-		tl_spool_ack(u->spool, sl->keys[k]);
+		ack(u, sl->table, sl->keys[k]);
 		add(&u->st.rows_delivered[sl->table], sl->rows[k]);
 	}
 	add(&u->st.records_delivered, b - a);
@@ -1351,7 +1453,8 @@ start_repair(struct tl_uplink *u, struct slot *sl, uint32_t rec)
 	if ((src = record_rows(sl, rec, &own)) == NULL ||
 	        landed_ids(u, sl->table, sl->ids[rec], &ids, &n_ids) < 0)
 		goto later;
-	if ((b = calloc(1, sizeof(*b))) == NULL || (b->own = malloc(record_raw_len(sl, rec))) == NULL ||
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	        (b->own = malloc(record_raw_len(sl, rec))) == NULL ||
 	        (b->own_end = malloc(sizeof(uint32_t) * n)) == NULL ||
 	        (b->good = malloc(1)) == NULL || (b->good_end = malloc(sizeof(uint32_t))) == NULL)
 		goto later;
@@ -1444,7 +1547,7 @@ finish_bisect(struct tl_uplink *u, struct slot *sl)
 
 	TL_WARN("uplink: batch %" PRIu64 " settled: %" PRIu64 " rows delivered, %u dead-lettered",
 	        b->batch_id, b->landed, b->n_bad);
-	tl_spool_ack(u->spool, sl->keys[b->rec]);
+	ack(u, sl->table, sl->keys[b->rec]);
 	add(b->n_bad ? &u->st.records_quarantined : &u->st.records_delivered, 1);
 	free_bisect(b);
 	sl->bis = NULL;
@@ -1687,6 +1790,9 @@ on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 		outcome = TL_CH_REJECT;
 	else if (outcome != TL_CH_RETRY)
 		sl->maybe_data = 0;
+	if (u->fo != NULL && (outcome == TL_CH_OK || outcome == TL_CH_AMBIGUOUS ||
+	                             (outcome == TL_CH_RETRY && (r->flags & TL_CH_F_TRANSPORT))))
+		tl_failover_report(u->fo, u->target, outcome == TL_CH_OK, mono_ns());
 	switch (outcome) {
 	case TL_CH_OK:
 		add(&u->st.inserts_ok, 1);
@@ -1702,8 +1808,8 @@ on_result(struct tl_uplink *u, const struct tl_ch_result *r)
 		if (r->flags & TL_CH_F_QUERY_RUNNING)
 			/* The same rows are still being written by an earlier attempt. */
 			sl->check_first = !(sl->mode == MODE_PROBE && !sl->bis->direct);
-		TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: %s: retrying (%s)",
-		        tname(u, sl->table), r->message[0] ? r->message : "no answer");
+		TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: %s: retrying (%s)", tname(u, sl->table),
+		        r->message[0] ? r->message : "no answer");
 		wait_backoff(u, sl);
 		break;
 	case TL_CH_AMBIGUOUS:
@@ -1767,13 +1873,15 @@ run_statements(struct tl_uplink *u, uint64_t now)
 		rc = tl_ch_query(u->ch, u->stmts[i], &reply, NULL);
 		free(reply);
 		if (rc < 0)
-			TL_LOG_RATELIMITED(TL_LOG_WARN, 5, "uplink: statement %u of %u failed (%s); "
-			                                    "retrying",
+			TL_LOG_RATELIMITED(TL_LOG_WARN, 5,
+			        "uplink: statement %u of %u failed (%s); "
+			        "retrying",
 			        i + 1, u->n_stmts, tl_ch_last_error(u->ch)->message);
 	}
 	if (rc < 0) {
 		__atomic_store_n(&u->stmts_due, 1, __ATOMIC_RELAXED);
-		u->stmts_retry_ns = now + tl_ch_backoff_ns(&u->conf, u->stmts_attempt++, next_rand(u));
+		u->stmts_retry_ns =
+		        now + tl_ch_backoff_ns(&u->conf, u->stmts_attempt++, next_rand(u));
 	} else {
 		u->stmts_attempt = 0;
 		add(&u->st.statements_run, 1);
@@ -1835,6 +1943,14 @@ uplink_main(void *arg)
 		uint64_t now = mono_ns();
 		int n;
 
+		if (u->prober && tl_failover_check_due(u->fo, u->target, now)) {
+			bool ok = tl_ch_ping(u->ch, u->fo_health_timeout) == 0;
+
+			tl_failover_checked(u->fo, u->target, ok, mono_ns());
+			if (!ok)
+				TL_LOG_RATELIMITED(TL_LOG_WARN, 5,
+				        "uplink: target %u failed its health check", u->target);
+		}
 		if (u->need_ddl) {
 			if (now < u->ddl_due) {
 				usleep(10000);
@@ -1864,9 +1980,9 @@ uplink_main(void *arg)
 		retry_due(u, now);
 		fill_slots(u);
 		n = tl_ch_poll(u->ch,
-		        streams_open(u)                                            ? STREAM_POLL_MS
+		        streams_open(u)                                       ? STREAM_POLL_MS
 		        : __atomic_load_n(&u->st.in_flight, __ATOMIC_RELAXED) ? 20
-		                                                                   : 0,
+		                                                              : 0,
 		        res, TL_CH_MAX_IN_FLIGHT);
 		for (int i = 0; i < n; i++)
 			on_result(u, &res[i]);
@@ -1888,6 +2004,14 @@ int
 tl_uplink_start_route(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
         struct tl_spool *spool, const struct tl_uplink_route *route, struct tl_uplink **out)
 {
+	return tl_uplink_start_target(conf, schema, spool, route, NULL, 0, out);
+}
+
+int
+tl_uplink_start_target(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
+        struct tl_spool *spool, const struct tl_uplink_route *route, struct tl_failover *fo,
+        unsigned target, struct tl_uplink **out)
+{
 	struct tl_spool_stats ss;
 	struct tl_uplink *u;
 	int rc;
@@ -1908,6 +2032,14 @@ tl_uplink_start_route(const struct tl_uplink_conf *conf, const struct tl_schema 
 	pthread_mutex_init(&u->lock, NULL);
 	u->conf = *conf;
 	u->route = route ? route->id : 0;
+	if (fo != NULL && target >= tl_failover_targets(fo)) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	u->fo = fo != NULL && tl_failover_targets(fo) > 1 ? fo : NULL;
+	u->target = target;
+	u->prober = u->fo != NULL && u->route == 0;
+	u->fo_health_timeout = conf->failover.health_timeout;
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
 		snprintf(u->tables[t], sizeof(u->tables[t]), "%s",
 		        t == TL_BATCH_SINK_OUTPUT && route && route->table
@@ -1923,8 +2055,8 @@ tl_uplink_start_route(const struct tl_uplink_conf *conf, const struct tl_schema 
 	if (gethostname(u->appliance, APPLIANCE_MAX) != 0 || u->appliance[0] == '\0')
 		snprintf(u->appliance, sizeof(u->appliance), "tapline");
 	/* A stream must end well before the request's own timeout cuts it. */
-	u->stream_max_ns = conf->insert_delay < conf->timeout / 2 ? conf->insert_delay
-	                                                          : conf->timeout / 2;
+	u->stream_max_ns =
+	        conf->insert_delay < conf->timeout / 2 ? conf->insert_delay : conf->timeout / 2;
 	u->n_slots = (unsigned)conf->max_in_flight;
 	if (u->n_slots == 0 || u->n_slots > TL_CH_MAX_IN_FLIGHT)
 		u->n_slots = TL_CH_MAX_IN_FLIGHT;

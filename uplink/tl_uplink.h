@@ -66,8 +66,8 @@ struct tl_uplink_stats {
 	uint64_t inserts_retry;
 	uint64_t inserts_ambiguous;
 	uint64_t inserts_rejected;
-	uint64_t records_delivered;                  /**< records whose every row was delivered */
-	uint64_t records_repaired; /**< found in part: only their missing rows were sent */
+	uint64_t records_delivered; /**< records whose every row was delivered */
+	uint64_t records_repaired;  /**< found in part: only their missing rows were sent */
 	uint64_t rows_delivered[TL_BATCH_TABLE_MAX]; /**< confirmed: sent, or found there */
 	uint64_t bytes_sent;
 	uint64_t records_quarantined; /**< records with at least one row quarantined */
@@ -81,6 +81,7 @@ struct tl_uplink_stats {
 	uint64_t ddl_runs;
 	uint64_t in_flight;
 	uint64_t connected;      /**< 1 once DDL succeeded and inserts flow */
+	uint64_t claims;         /**< failover: records claimed before their first send */
 	uint64_t latency_ns[40]; /**< log2 buckets of insert latency */
 };
 
@@ -114,6 +115,19 @@ struct tl_uplink_route {
  */
 int tl_uplink_start_route(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
         struct tl_spool *spool, const struct tl_uplink_route *route, struct tl_uplink **out);
+
+/**
+ * tl_uplink_start_route() for one target of a failover set (uplink/tl_failover.h):
+ * @p conf's url is that target's; the uplink takes only the records @p fo lets it take
+ * (policy per table, claims), reports its inserts' outcomes to the target's circuit
+ * breaker and, for the default route, runs the target's health checks. @p fo NULL or
+ * with one target: the same as tl_uplink_start_route(). @p fo must outlive the uplink.
+ * @return as tl_uplink_start_route(); -EINVAL for a target index out of range.
+ */
+struct tl_failover;
+int tl_uplink_start_target(const struct tl_uplink_conf *conf, const struct tl_schema *schema,
+        struct tl_spool *spool, const struct tl_uplink_route *route, struct tl_failover *fo,
+        unsigned target, struct tl_uplink **out);
 
 /**
  * Set the appliance_id written into the dead_letter rows of rejected rows (default: the
