@@ -150,8 +150,11 @@ struct outcome {
 struct tl_spool_txn {
 	struct tl_spool *sp;
 	MDB_txn *txn;
-	int err;       /* an LMDB failure of a state put: the transaction is unusable */
-	bool map_full; /* a state put found the map full: grow and retry the round */
+	int err;           /* an LMDB failure of a state put: the transaction is unusable */
+	bool map_full;     /* a state put found the map full: grow and retry the round */
+	unsigned attempt;  /* runs of the hook for these records before this one */
+	uint64_t *key;     /* the next record key of the transaction */
+	struct outcome *o; /* records the hook adds are counted here */
 };
 
 struct tl_spool {
@@ -166,7 +169,8 @@ struct tl_spool {
 
 	MDB_env *env;
 	MDB_dbi dbi_rec, dbi_quar, dbi_meta, dbi_state, dbi_owner;
-	bool has_owner; /* false only for a read-only open of a spool made before `owner` */
+	unsigned hook_attempt; /* writer: hook runs for the pending set since its last commit */
+	bool has_owner;        /* false only for a read-only open of a spool made before `owner` */
 	/* Some record may have an owner: deletions then also delete its claim. Set by the
 	 * first claim, or at open when the owner database is not empty. */
 	_Atomic bool owners;
@@ -804,9 +808,10 @@ put_record(struct tl_spool *sp, MDB_txn *txn, struct sbuf *b, uint64_t key)
  * @return 0, MDB_MAP_FULL, or -1 with o->hook_err set.
  */
 static int
-run_hook(struct tl_spool *sp, MDB_txn *txn, unsigned n, struct outcome *o)
+run_hook(struct tl_spool *sp, MDB_txn *txn, unsigned n, uint64_t *key, struct outcome *o)
 {
-	struct tl_spool_txn t = {.sp = sp, .txn = txn};
+	struct tl_spool_txn t = {
+	        .sp = sp, .txn = txn, .attempt = sp->hook_attempt++, .key = key, .o = o};
 	int rc = sp->hooks.on_txn(sp->hooks.arg, &t, sp->hook_bufs, n);
 
 	if (t.map_full)
@@ -918,7 +923,11 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 				goto fail;
 		}
 		if (n_hook > 0) {
-			rc = run_hook(sp, txn, n_hook, o);
+			uint64_t before = key;
+
+			rc = run_hook(sp, txn, n_hook, &key, o);
+			if (rc == 0 && key != before)
+				rc = put_next_key(sp, txn, key); /* the hook added records */
 			if (rc != 0)
 				goto fail;
 		}
@@ -1025,6 +1034,7 @@ commit_round(struct tl_spool *sp)
 		}
 		if (rc == 0) {
 			publish(sp, &pl, &o, t0);
+			sp->hook_attempt = 0;
 			if (pl.records)
 				return ROUND_DONE;
 			pl = (struct plan){.records = true};
@@ -1756,6 +1766,57 @@ state_name_len(const char *name)
 		return 0;
 	n = strnlen(name, TL_SPOOL_STATE_NAME_MAX + 1);
 	return n <= TL_SPOOL_STATE_NAME_MAX ? n : 0;
+}
+
+unsigned
+tl_spool_txn_attempt(const struct tl_spool_txn *t)
+{
+	return t ? t->attempt : 0;
+}
+
+int
+tl_spool_txn_put_record(
+        struct tl_spool_txn *t, unsigned producer, const void *data, uint32_t len, uint64_t *key)
+{
+	struct rec_hdr h;
+	uint8_t kb[8];
+	MDB_val k = {.mv_size = 8, .mv_data = kb}, v;
+	int rc;
+
+	if (t == NULL || (data == NULL && len > 0) || producer >= t->sp->n_prod ||
+	        len > t->sp->conf.buffer_size)
+		return -EINVAL;
+	if (t->map_full)
+		return -ENOSPC;
+	if (t->err != 0)
+		return t->err;
+	h.magic = htole32(REC_MAGIC);
+	h.version = htole16(REC_VERSION);
+	h.producer = htole16((uint16_t)producer);
+	h.len = htole32(len);
+	h.reserved = 0;
+	h.created_ns = htole64(now_real());
+	h.xxh3 = htole64(XXH3_64bits(data, len));
+	key_enc(*t->key, kb);
+	v.mv_size = REC_HDR + (size_t)len;
+	rc = mdb_put(t->txn, t->sp->dbi_rec, &k, &v, MDB_APPEND | MDB_RESERVE);
+	if (rc == MDB_MAP_FULL) {
+		t->map_full = true;
+		return -ENOSPC;
+	}
+	if (rc != 0) {
+		t->err = mdb_fail("record put", rc);
+		return t->err;
+	}
+	memcpy(v.mv_data, &h, REC_HDR);
+	memcpy((uint8_t *)v.mv_data + REC_HDR, data, len);
+	if (key != NULL)
+		*key = *t->key;
+	(*t->key)++;
+	t->o->written++;
+	t->o->written_bytes += len;
+	t->o->value_bytes += REC_HDR + len;
+	return 0;
 }
 
 int

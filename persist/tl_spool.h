@@ -180,6 +180,25 @@ int tl_spool_set_hooks(struct tl_spool *sp, const struct tl_spool_hooks *h);
 int tl_spool_txn_state_put(struct tl_spool_txn *txn, const char *name, const void *val, size_t len);
 
 /**
+ * From a transaction hook: how many times the hook already ran for the records of this
+ * transaction (0 the first time; more after a map-full retry, whose earlier transaction
+ * was not stored). A hook that changes memory of its own restores it when this is > 0.
+ */
+unsigned tl_spool_txn_attempt(const struct tl_spool_txn *txn);
+
+/**
+ * From a transaction hook: store one more record (e.g. rows derived from the committed
+ * ones), with the next key, in the hook's transaction: committed with them or not at
+ * all. It counts like a producer's record but gets no commit callback; readers see it
+ * like any other. @p producer is the index recorded in it.
+ * @param key  out (may be NULL): its key.
+ * @return 0; -EINVAL (producer out of range, longer than buffer_size); -ENOSPC (the map
+ *         is full: the round is retried in a larger map, the hook runs again); TL_E_SPOOL.
+ */
+int tl_spool_txn_put_record(
+        struct tl_spool_txn *txn, unsigned producer, const void *data, uint32_t len, uint64_t *key);
+
+/**
  * Read the value stored under @p name (read-only transaction; thread-safe).
  * @param val out: a malloc'd copy (caller frees), NULL if absent.
  * @return 0 (also when absent: *val NULL, *len 0); -ENOMEM; TL_E_SPOOL.

@@ -1721,6 +1721,10 @@ struct hooklog {
 	int put_rc;       /* the last state put */
 	unsigned fail_at; /* return fail_rc from this call (1-based); 0: never */
 	int fail_rc;
+	unsigned attempt[16]; /* tl_spool_txn_attempt() of the first calls */
+	bool derive;          /* add one record per transaction: "derived:<n records>" */
+	uint64_t derived_key[16];
+	unsigned n_derived;
 };
 
 static int
@@ -1732,6 +1736,18 @@ hk_txn(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bu
 	h->calls++;
 	if (n == 0 || bufs == NULL || txn == NULL)
 		h->bad = true;
+	if (h->calls <= 16)
+		h->attempt[h->calls - 1] = tl_spool_txn_attempt(txn);
+	if (h->derive && h->n_derived < 16) {
+		char d[32];
+		int dl = snprintf(d, sizeof(d), "derived:%u", n);
+
+		rc = tl_spool_txn_put_record(
+		        txn, 0, d, (uint32_t)dl, &h->derived_key[h->n_derived]);
+		if (rc != 0)
+			return rc;
+		h->n_derived++;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		const struct tl_spool_buf *b = bufs[i];
 		struct hkent *e;
@@ -2296,6 +2312,64 @@ test_spool_state_put_bad_name_einval(void **state)
 	tl_spool_close(sp);
 }
 
+/* Records the hook adds commit with the producers' records and read like them. */
+static void
+test_spool_hook_adds_records_in_same_txn(void **state)
+{
+	struct fixture *fx = *state;
+	struct hooklog *h = calloc(1, sizeof(*h));
+	struct clog log;
+	struct got g;
+	struct tl_spool *sp;
+	struct tl_spool_txn *none = NULL;
+
+	assert_non_null(h);
+	h->derive = true;
+	clog_init(&log, 16);
+	sp = open_spool(&fx->conf, 2, &log);
+	set_hooks(sp, h, 0);
+	assert_int_equal(put_with_meta(sp, 0, 100, 1, 0, 0), 0);
+	assert_int_equal(put_with_meta(sp, 1, 200, 2, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_int_equal(put_with_meta(sp, 1, 300, 3, 0, 0), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	assert_false(h->bad);
+	assert_int_equal(h->n_derived, h->calls);
+	/* Only the producers' records are called back. */
+	assert_int_equal(log.n, 3);
+	tl_spool_close(sp);
+	/* After a reopen: every record, the derived ones after the records they follow. */
+	sp = open_spool(&fx->conf, 2, NULL);
+	got_init(&g, 16);
+	read_all(sp, 1, &g);
+	assert_int_equal(g.n, 3 + h->n_derived);
+	for (unsigned i = 0; i < h->n_derived; i++) {
+		size_t k = 0;
+
+		while (k < g.n && g.keys[k] != h->derived_key[i])
+			k++;
+		assert_true(k < g.n);
+		assert_true(k > 0);
+		assert_true(g.len[k] >= 9);
+		assert_memory_equal(g.data[k], "derived:", 8);
+		assert_int_equal(g.producer[k], 0);
+	}
+	assert_int_equal(g.keys[g.n - 1], h->derived_key[h->n_derived - 1]);
+	got_fini(&g);
+	/* Keys are never reused: the next record comes after the derived ones. */
+	assert_int_equal(put_seeded(sp, 0, 10, 9), 0);
+	assert_int_equal(tl_spool_flush(sp, 5 * SEC), 0);
+	got_init(&g, 16);
+	read_all(sp, h->derived_key[h->n_derived - 1] + 1, &g);
+	assert_int_equal(g.n, 1);
+	got_fini(&g);
+	assert_int_equal(tl_spool_txn_attempt(NULL), 0);
+	assert_int_equal(tl_spool_txn_put_record(none, 0, "x", 1, NULL), -EINVAL);
+	tl_spool_close(sp);
+	clog_fini(&log);
+	free(h);
+}
+
 /* The hook's state needs a bigger map: grown and retried like a record that did not fit. */
 static void
 test_spool_hook_state_map_full_grows_and_retries(void **state)
@@ -2323,8 +2397,10 @@ test_spool_hook_state_map_full_grows_and_retries(void **state)
 	assert_int_equal(log.n, 1);
 	assert_int_equal(log.e[0].status, 0);
 	assert_int_equal(log.e[0].key, 1);
-	/* Called again in every retried transaction, with the same record. */
+	/* Called again in every retried transaction, with the same record, and told so. */
 	assert_true(h->calls >= 2);
+	for (unsigned i = 0; i < h->calls && i < 16; i++)
+		assert_int_equal(h->attempt[i], i);
 	for (size_t i = 0; i < h->n; i++)
 		assert_int_equal(h->e[i].user, 1);
 	assert_int_equal(h->put_rc, 0);
@@ -2785,6 +2861,8 @@ main(void)
 	                teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_claim_bad_args_einval_erofs, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_hook_adds_records_in_same_txn, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_pool_exhausted_null_counted, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
