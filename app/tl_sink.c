@@ -53,7 +53,7 @@ lane_init(struct tl_sink *s, struct tl_sink_lane *l, uint32_t route)
 	memset(l, 0, sizeof(*l));
 	l->route = route;
 	ec.route = route;
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		rc = tl_encoder_create(s->schema, (enum tl_batch_table)t, &ec, &l->enc[t]);
 		if (rc < 0)
 			return rc;
@@ -72,7 +72,7 @@ lane_init(struct tl_sink *s, struct tl_sink_lane *l, uint32_t route)
 static void
 lane_fini(struct tl_sink_lane *l)
 {
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		tl_encoder_free(l->enc[t]);
 		l->enc[t] = NULL;
 	}
@@ -125,7 +125,7 @@ bool
 tl_sink_blocked(const struct tl_sink *s)
 {
 	for (unsigned i = 0; i < s->n_lanes; i++)
-		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 			if (s->lane[i].blocked[t])
 				return true;
 	return false;
@@ -141,7 +141,7 @@ frontier_without(const struct tl_sink *s, const struct tl_sink_lane *skip, int s
 	for (unsigned i = 0; i < s->n_lanes; i++) {
 		const struct tl_sink_lane *l = &s->lane[i];
 
-		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 			if (l->first_frame[t] != 0 && !(l == skip && t == skip_t) &&
 			    l->first_frame[t] - 1 < fr)
 				fr = l->first_frame[t] - 1;
@@ -281,7 +281,7 @@ close_run(struct tl_sink *s)
 	for (unsigned i = 0; i < s->n_lanes; i++) {
 		struct tl_sink_lane *l = &s->lane[i];
 
-		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 			if (l->first_frame[t] != 0)
 				seal(s, l, (enum tl_batch_table)t);
 	}
@@ -376,7 +376,7 @@ tl_sink_tick(void *arg, uint64_t now_ns)
 	for (unsigned i = 0; i < s->n_lanes; i++) {
 		struct tl_sink_lane *l = &s->lane[i];
 
-		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 			if (tl_encode_pending(l->enc[t]) == 0)
 				continue;
 			if (now_ns == UINT64_MAX) {
@@ -425,7 +425,7 @@ tl_sink_seal_frames(struct tl_sink *s, uint64_t upto)
 	for (unsigned i = 0; i < s->n_lanes; i++) {
 		struct tl_sink_lane *l = &s->lane[i];
 
-		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+		for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 			if (l->first_frame[t] != 0 && l->first_frame[t] <= upto)
 				seal(s, l, (enum tl_batch_table)t);
 	}

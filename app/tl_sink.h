@@ -72,11 +72,11 @@ typedef void (*tl_sink_seal_fn)(void *arg, struct tl_spool_buf *buf, uint64_t fr
 /** One destination's batches, one per table. */
 struct tl_sink_lane {
 	uint32_t route;                          /**< route id (0: default) */
-	uint64_t first_mono[TL_BATCH_TABLE_MAX]; /**< when the pending batch got a row */
-	uint8_t blocked[TL_BATCH_TABLE_MAX];     /**< a full batch waits for a buffer */
-	uint64_t first_frame[TL_BATCH_TABLE_MAX]; /**< framed mode: the first frame with a row
+	uint64_t first_mono[TL_BATCH_EVENT_TABLES]; /**< when the pending batch got a row */
+	uint8_t blocked[TL_BATCH_EVENT_TABLES];     /**< a full batch waits for a buffer */
+	uint64_t first_frame[TL_BATCH_EVENT_TABLES]; /**< framed mode: the first frame with a row
 	                                               in the pending batch, 0: none */
-	struct tl_encoder *enc[TL_BATCH_TABLE_MAX];
+	struct tl_encoder *enc[TL_BATCH_EVENT_TABLES];
 };
 
 struct tl_sink {

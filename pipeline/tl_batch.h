@@ -72,8 +72,12 @@ enum tl_batch_table {
 	TL_BATCH_SINK_OUTPUT = 0,  /**< accepted, non-error events */
 	TL_BATCH_ERROR_EVENTS = 1, /**< accepted error events */
 	TL_BATCH_DEAD_LETTER = 2,  /**< rejected events: reason and raw bytes */
+	TL_BATCH_ROLLUPS = 3,      /**< edge rollups (written by the spool's writer, route 0) */
 	TL_BATCH_TABLE_MAX
 };
+
+/** The tables a worker's sink writes rows of events into (all before TL_BATCH_ROLLUPS). */
+#define TL_BATCH_EVENT_TABLES TL_BATCH_ROLLUPS
 
 /** @return the ClickHouse table name of @p t ("sink_output", ...), or NULL if invalid. */
 static inline const char *
@@ -83,6 +87,7 @@ tl_batch_table_name(unsigned t)
 	        [TL_BATCH_SINK_OUTPUT] = "sink_output",
 	        [TL_BATCH_ERROR_EVENTS] = "error_events",
 	        [TL_BATCH_DEAD_LETTER] = "dead_letter",
+	        [TL_BATCH_ROLLUPS] = "rollups",
 	};
 
 	return t < TL_BATCH_TABLE_MAX ? names[t] : NULL;

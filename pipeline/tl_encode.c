@@ -36,6 +36,7 @@
 #include "tl_encode.h"
 #include "tl_error.h"
 #include "tl_json.h"
+#include "tl_rollup.h"
 #include "tl_schema_private.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -53,6 +54,10 @@
 /* dead_letter besides appliance id, reason and raw bytes: DateTime, Int64, UInt64 x 2,
  * two LEB128 lengths. */
 #define DL_FIXED (4 + 8 + 8 + 8 + 5 + 5)
+/* A rollup row without its two keys and appliance id: window_start, window_ns, the
+ * correction flag, 5 counters, the histogram, ingestion_time, batch_id, event_id. */
+#define RU_FIXED (4 + 8 + 1 + 5 * 8 + TL_ROLLUP_HIST * 8 + 4 + 8 + 16)
+#define RU_MAX_ROW (RU_FIXED + 2 * (2 + TL_ROLLUP_KEY_MAX))
 /* Longest reason name (they are short snake_case words). */
 #define REASON_MAX 64
 /* A dead_letter row keeps at least a whole UDP datagram's worth of raw bytes. */
@@ -259,12 +264,49 @@ tl_encode_columns(const struct tl_schema *s, enum tl_batch_table t, struct tl_en
 	          {"raw", "String"},
 	          {"batch_id", "UInt64"},
 	  };
+	static const char *const ru_head[][2] = {
+	        {"window_start", "DateTime"},
+	        {"window_ns", "Int64"},
+	        {"event_type", "String"},
+	        {"database", "String"},
+	        {"correction", "UInt8"},
+	        {"count", "UInt64"},
+	        {"errors", "UInt64"},
+	        {"late", "UInt64"},
+	        {"with_duration", "UInt64"},
+	        {"duration_sum_ms", "UInt64"},
+	};
+	static const char *const ru_tail[][2] = {
+	        {"ingestion_time", "DateTime"},
+	        {"appliance_id", "String"},
+	        {"batch_id", "UInt64"},
+	        {"event_id", "FixedString(16)"},
+	};
 	uint32_t k = 0;
 	int rc;
 
 	*n = 0;
-	if ((unsigned)t >= TL_BATCH_TABLE_MAX || (s == NULL && t != TL_BATCH_DEAD_LETTER))
+	if ((unsigned)t >= TL_BATCH_TABLE_MAX ||
+	        (s == NULL && t != TL_BATCH_DEAD_LETTER && t != TL_BATCH_ROLLUPS))
 		return -EINVAL;
+	if (t == TL_BATCH_ROLLUPS) {
+		char h[8];
+
+		for (size_t i = 0; i < sizeof(ru_head) / sizeof(ru_head[0]); i++)
+			if ((rc = add_col(cols, cap, &k, ru_head[i][0], "", ru_head[i][1], 0)))
+				return rc;
+		/* Durations in ms, log2 buckets: h00 counts 0 ms, hNN [2^(NN-1), 2^NN). */
+		for (int i = 0; i < TL_ROLLUP_HIST; i++) {
+			snprintf(h, sizeof(h), "h%02d", i);
+			if ((rc = add_col(cols, cap, &k, h, "", "UInt64", 0)))
+				return rc;
+		}
+		for (size_t i = 0; i < sizeof(ru_tail) / sizeof(ru_tail[0]); i++)
+			if ((rc = add_col(cols, cap, &k, ru_tail[i][0], "", ru_tail[i][1], 0)))
+				return rc;
+		*n = k;
+		return 0;
+	}
 	if (t == TL_BATCH_DEAD_LETTER) {
 		for (size_t i = 0; i < sizeof(dl_cols) / sizeof(dl_cols[0]); i++)
 			if ((rc = add_col(cols, cap, &k, dl_cols[i].name, "", dl_cols[i].type, 0)))
@@ -359,6 +401,8 @@ tl_encoder_create(const struct tl_schema *s, enum tl_batch_table t,
 	e->raw_max = lim->max_event_size > DL_RAW_MIN ? (uint32_t)lim->max_event_size : DL_RAW_MIN;
 	if (t == TL_BATCH_DEAD_LETTER)
 		max_row = DL_FIXED + e->appl_len + REASON_MAX + e->raw_max;
+	else if (t == TL_BATCH_ROLLUPS)
+		max_row = RU_MAX_ROW + e->appl_len;
 	else
 		/* Column values and unknown fields are disjoint spans of the event, so
 		 * together they hold at most max_event_size bytes. */
@@ -377,7 +421,8 @@ tl_encoder_create(const struct tl_schema *s, enum tl_batch_table t,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	if (t != TL_BATCH_DEAD_LETTER && (e->scratch = malloc(e->max_row)) == NULL) {
+	if (t != TL_BATCH_DEAD_LETTER && t != TL_BATCH_ROLLUPS &&
+	        (e->scratch = malloc(e->max_row)) == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -612,7 +657,7 @@ tl_encode_event_meta(struct tl_encoder *enc, const struct tl_event *ev,
 	size_t n;
 	int rc;
 
-	if (unlikely(enc->table == TL_BATCH_DEAD_LETTER || ev->n_extra > TL_EVENT_MAX_EXTRA))
+	if (unlikely(enc->table >= TL_BATCH_DEAD_LETTER || ev->n_extra > TL_EVENT_MAX_EXTRA))
 		return -EINVAL;
 	if (unlikely(enc->rows >= enc->batch_rows))
 		return -ENOBUFS;
@@ -648,6 +693,54 @@ tl_encode_event_meta(struct tl_encoder *enc, const struct tl_event *ev,
 }
 
 int
+tl_encode_rollup(struct tl_encoder *enc, const struct tl_rollup_row *r, int64_t now_ns)
+{
+	uint8_t *p, *start, id[16];
+	uint64_t batch_id;
+	uint32_t tl, dl;
+	int rc;
+
+	if (enc == NULL || r == NULL || enc->table != TL_BATCH_ROLLUPS)
+		return -EINVAL;
+	if (unlikely(enc->rows >= enc->batch_rows))
+		return -ENOBUFS;
+	if ((rc = check_room(enc, RU_MAX_ROW + enc->appl_len)))
+		return rc;
+	tl = (uint32_t)strnlen(r->event_type, TL_ROLLUP_KEY_MAX);
+	dl = (uint32_t)strnlen(r->database, TL_ROLLUP_KEY_MAX);
+	batch_id = enc->batch_base + enc->batch_seq;
+	start = p = enc->body + enc->body_len;
+	p = put_u32(p, datetime_secs(r->window_ns));
+	p = put_u64(p, (uint64_t)r->window_ns);
+	p = put_bytes(p, r->event_type, tl);
+	p = put_bytes(p, r->database, dl);
+	p = put_u8(p, r->correction ? 1 : 0);
+	p = put_u64(p, r->count);
+	p = put_u64(p, r->errors);
+	p = put_u64(p, r->late);
+	p = put_u64(p, r->dur_count);
+	p = put_u64(p, r->duration_sum_ms);
+	for (int i = 0; i < TL_ROLLUP_HIST; i++)
+		p = put_u64(p, r->hist[i]);
+	/* The row's identity: its content, its batch and its place there (two equal rows
+	 * of one batch are two rows). */
+	{
+		uint8_t *q = p;
+
+		q = put_u64(q, batch_id);
+		q = put_u32(q, enc->rows);
+		event_id(start, q, id);
+	}
+	p = put_u32(p, datetime_secs(now_ns));
+	memcpy(p, enc->appl, enc->appl_len);
+	p += enc->appl_len;
+	p = put_u64(p, batch_id);
+	memcpy(p, id, 16);
+	p += 16;
+	return commit_row(enc, p, now_ns, r->window_ns);
+}
+
+int
 tl_encode_event(struct tl_encoder *enc, const struct tl_event *ev, int64_t now_ns)
 {
 	return tl_encode_event_meta(enc, ev, NULL, now_ns);
@@ -658,7 +751,7 @@ tl_encode_event_id(struct tl_encoder *enc, const struct tl_event *ev, uint8_t id
 {
 	uint8_t *end;
 
-	if (enc->table == TL_BATCH_DEAD_LETTER)
+	if (enc->table >= TL_BATCH_DEAD_LETTER)
 		return -EINVAL;
 	if (cols_bound(enc, ev) > enc->max_row)
 		return -E2BIG;
@@ -866,8 +959,8 @@ tl_batch_inflate_with(struct libdeflate_decompressor *gz, const struct tl_batch_
 	if (v->hdr.flags & TL_BATCH_F_LZ4) {
 		/* The safe decoder never reads or writes outside the given spans, whatever the
 		 * block says; anything but exactly raw_len bytes is a corrupt record. */
-		int z = LZ4_decompress_safe((const char *)v->body, (char *)out,
-		        (int)v->hdr.body_len, (int)v->raw_len);
+		int z = LZ4_decompress_safe(
+		        (const char *)v->body, (char *)out, (int)v->hdr.body_len, (int)v->raw_len);
 
 		if (z < 0 || (uint32_t)z != v->raw_len)
 			return -EBADMSG;

@@ -57,7 +57,7 @@
 #define TL_ENCODE_MAX_COLS (2 * TL_SCHEMA_MAX_COLS + 16)
 /** ClickHouse type of the severity column (enum tl_classify_severity), as the server
  * spells it back. */
-#define TL_ENCODE_SEVERITY_TYPE                                                              \
+#define TL_ENCODE_SEVERITY_TYPE                                                                    \
 	"Enum8('none' = 0, 'info' = 1, 'warning' = 2, 'error' = 3, 'critical' = 4)"
 /** Size of struct tl_encode_col's name (a profile name plus "_ns", and NUL). */
 #define TL_ENCODE_COL_NAME_MAX (TL_SCHEMA_NAME_MAX + 8)
@@ -144,6 +144,19 @@ tl_encode_table_for(const struct tl_event *ev, enum tl_reason verdict)
  *         either (values longer than the schema's limits allow); -EINVAL if @p enc is a
  *         dead_letter encoder or ev->n_extra > TL_EVENT_MAX_EXTRA.
  */
+struct tl_rollup_row;
+
+/**
+ * Append one edge-rollup row (pipeline/tl_rollup.h) to a TL_BATCH_ROLLUPS encoder.
+ * Columns (tl_encode_columns): window_start DateTime, window_ns Int64, event_type String,
+ * database String, correction UInt8, count, errors, late, with_duration,
+ * duration_sum_ms UInt64, h00..h31 UInt64 (log2 duration buckets), ingestion_time
+ * DateTime, appliance_id String, batch_id UInt64, event_id FixedString(16) (a hash of the
+ * row, its batch and its index there: the uplink repairs partial landings by it).
+ * @return 0 (room left), 1 (batch now full), -ENOBUFS (full: seal first), -EINVAL.
+ */
+int tl_encode_rollup(struct tl_encoder *enc, const struct tl_rollup_row *r, int64_t now_ns);
+
 int tl_encode_event(struct tl_encoder *enc, const struct tl_event *ev, int64_t now_ns);
 
 /** tl_encode_event() with source information (@p meta NULL: as tl_encode_event). */

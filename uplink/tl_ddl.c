@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tl_ddl.h"
+#include "tl_rollup.h"
 #include "tl_encode.h"
 #include "tl_error.h"
 
@@ -105,7 +106,8 @@ get_cols(const struct tl_schema *s, enum tl_batch_table t, struct tl_encode_col 
 	int rc;
 
 	*cols = NULL;
-	if ((unsigned)t >= TL_BATCH_TABLE_MAX || (s == NULL && t != TL_BATCH_DEAD_LETTER))
+	if ((unsigned)t >= TL_BATCH_TABLE_MAX ||
+	        (s == NULL && t != TL_BATCH_DEAD_LETTER && t != TL_BATCH_ROLLUPS))
 		return -EINVAL;
 	*cols = calloc(TL_ENCODE_MAX_COLS, sizeof(**cols));
 	if (*cols == NULL)
@@ -120,6 +122,27 @@ get_cols(const struct tl_schema *s, enum tl_batch_table t, struct tl_encode_col 
 		*cols = NULL;
 	}
 	return rc;
+}
+
+int
+tl_ddl_rollups_view(const char *db, char *buf, size_t cap)
+{
+	struct sb b;
+
+	if (!tl_ddl_ident_valid(db))
+		return -EINVAL;
+	sb_init(&b, buf, cap);
+	sb_add(&b,
+	        "CREATE MATERIALIZED VIEW IF NOT EXISTS `%s`.`rollups_summed` ENGINE = "
+	        "SummingMergeTree() PARTITION BY toYYYYMM(`window_start`) ORDER BY "
+	        "(`window_start`, `event_type`, `database`) AS SELECT `window_start`, "
+	        "`event_type`, `database`, `count`, `errors`, `late`, `with_duration`, "
+	        "`duration_sum_ms`",
+	        db);
+	for (int i = 0; i < TL_ROLLUP_HIST; i++)
+		sb_add(&b, ", `h%02d`", i);
+	sb_add(&b, " FROM `%s`.`rollups`", db);
+	return sb_done(&b);
 }
 
 int
@@ -171,6 +194,11 @@ tl_ddl_create_table_named(const struct tl_schema *s, enum tl_batch_table t, cons
 	if (t == TL_BATCH_DEAD_LETTER) {
 		sb_add(&b,
 		        " PARTITION BY toYYYYMMDD(`ingestion_time`) ORDER BY (`ingestion_time`)");
+	} else if (t == TL_BATCH_ROLLUPS) {
+		/* Every delta as delivered (exactly once, by batch id like the events);
+		 * rollups_summed adds them up. */
+		sb_add(&b, " PARTITION BY toYYYYMM(`window_start`) ORDER BY (`window_start`, "
+		           "`event_type`, `database`)");
 	} else {
 		/* Sorting and partition keys cannot be Nullable. */
 		tc = tl_schema_col(s, (uint32_t)tl_schema_time_col(s));
@@ -382,8 +410,8 @@ tl_ddl_alter(const struct tl_schema *s, enum tl_batch_table t, const char *db, c
 
 int
 tl_ddl_alter_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
-        const char *table, const char *reply, size_t reply_len, char *buf, size_t cap,
-        char *msg, size_t msglen)
+        const char *table, const char *reply, size_t reply_len, char *buf, size_t cap, char *msg,
+        size_t msglen)
 {
 	struct tl_encode_col *cols;
 	const char *p = reply, *end = reply ? reply + reply_len : reply;
@@ -479,9 +507,9 @@ sb_quote(struct sb *b, const char *s)
 	sb_add(b, "'");
 }
 
-#define PATTERNS_COLS                                                                        \
-	"`id` String, `category` String, `severity` " TL_ENCODE_SEVERITY_TYPE ", "               \
-	"`effect` Enum8('error' = 0, 'tag' = 1), `cause` String, `action` String, "             \
+#define PATTERNS_COLS                                                                              \
+	"`id` String, `category` String, `severity` " TL_ENCODE_SEVERITY_TYPE ", "                 \
+	"`effect` Enum8('error' = 0, 'tag' = 1), `cause` String, `action` String, "                \
 	"`profile` String, `db_hash` String, `loaded_at` DateTime"
 
 void
@@ -526,8 +554,9 @@ tl_ddl_patterns(const char *db, const struct tl_classify_db *cdb, const char *pr
 		sb_init(&b, s[k++], 1024);
 		sb_add(&b, "DROP TABLE IF EXISTS `%s`.`error_patterns_new`", db);
 		sb_init(&b, s[k++], 1024);
-		sb_add(&b, "CREATE TABLE `%s`.`error_patterns_new` (" PATTERNS_COLS
-		           ") ENGINE = MergeTree() ORDER BY `id`",
+		sb_add(&b,
+		        "CREATE TABLE `%s`.`error_patterns_new` (" PATTERNS_COLS
+		        ") ENGINE = MergeTree() ORDER BY `id`",
 		        db);
 		if (b.full)
 			rc = -ENOSPC;
@@ -535,13 +564,15 @@ tl_ddl_patterns(const char *db, const struct tl_classify_db *cdb, const char *pr
 			sb_init(&b, s[k++], cap);
 			sb_add(&b, "INSERT INTO `%s`.`error_patterns_new` VALUES ", db);
 			for (uint32_t i = 0; i < np; i++) {
-				const struct tl_classify_pattern *p = tl_classify_db_pattern(cdb, i);
+				const struct tl_classify_pattern *p =
+				        tl_classify_db_pattern(cdb, i);
 
 				sb_add(&b, "%s(", i ? ", " : "");
 				sb_quote(&b, p->id);
 				sb_add(&b, ", ");
 				sb_quote(&b, p->category);
-				/* Enum values by name: 18.16 takes no number for an Enum8 in VALUES. */
+				/* Enum values by name: 18.16 takes no number for an Enum8 in
+				 * VALUES. */
 				sb_add(&b, ", '%s', '%s', ", tl_classify_severity_name(p->severity),
 				        tl_classify_effect_name(p->effect));
 				sb_quote(&b, p->cause);
@@ -549,14 +580,16 @@ tl_ddl_patterns(const char *db, const struct tl_classify_db *cdb, const char *pr
 				sb_quote(&b, p->action);
 				sb_add(&b, ", ");
 				sb_quote(&b, profile ? profile : "");
-				sb_add(&b, ", '%s', %" PRIu32 ")", tl_classify_db_hash(cdb), loaded_at);
+				sb_add(&b, ", '%s', %" PRIu32 ")", tl_classify_db_hash(cdb),
+				        loaded_at);
 			}
 			if (b.full)
 				rc = -ENOSPC;
 		}
 		sb_init(&b, s[k++], 1024);
 		sb_add(&b,
-		        "CREATE TABLE IF NOT EXISTS `%s`.`error_patterns` AS `%s`.`error_patterns_new`",
+		        "CREATE TABLE IF NOT EXISTS `%s`.`error_patterns` AS "
+		        "`%s`.`error_patterns_new`",
 		        db, db);
 		sb_init(&b, s[k++], 1024);
 		sb_add(&b,

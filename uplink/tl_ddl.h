@@ -41,6 +41,15 @@
  */
 int tl_ddl_ident_valid(const char *name);
 
+/**
+ * The materialized view `rollups_summed` of database @p db: a SummingMergeTree keyed by
+ * (window_start, event_type, database) that adds up every row inserted into `rollups`
+ * (windows as first emitted, and their corrections). Query it with sum() and GROUP BY
+ * (merges are eventual).
+ * @return the statement's length; -EINVAL (bad name); -ENOSPC (@p cap too small).
+ */
+int tl_ddl_rollups_view(const char *db, char *buf, size_t cap);
+
 /** "CREATE DATABASE IF NOT EXISTS `db`". */
 int tl_ddl_create_database(const char *db, char *buf, size_t cap);
 
@@ -98,8 +107,8 @@ int tl_ddl_insert_named(const struct tl_schema *s, enum tl_batch_table t, const 
 int tl_ddl_columns_query_named(
         enum tl_batch_table t, const char *db, const char *table, char *buf, size_t cap);
 int tl_ddl_alter_named(const struct tl_schema *s, enum tl_batch_table t, const char *db,
-        const char *table, const char *reply, size_t reply_len, char *buf, size_t cap,
-        char *msg, size_t msglen);
+        const char *table, const char *reply, size_t reply_len, char *buf, size_t cap, char *msg,
+        size_t msglen);
 
 /**
  * The statements that (re)write the dimension table `error_patterns` of @p db from the

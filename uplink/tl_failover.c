@@ -31,6 +31,7 @@ const struct tl_opt tl_failover_opts[] = {
         POLICY_OPT(TL_BATCH_SINK_OUTPUT, "sink_output"),
         POLICY_OPT(TL_BATCH_ERROR_EVENTS, "error_events"),
         POLICY_OPT(TL_BATCH_DEAD_LETTER, "dead_letter"),
+        POLICY_OPT(TL_BATCH_ROLLUPS, "rollups"),
         {.name = "health_interval",
                 .type = TL_OPT_DURATION,
                 .def = "1s",

@@ -429,7 +429,7 @@ tl_grants_ddl(FILE *out, const struct tl_schema *schema, const struct tl_route_t
 			if (n >= 0)
 				fprintf(out, "\n%s;\n", buf);
 		}
-		for (unsigned tb = TL_BATCH_ERROR_EVENTS; tb < TL_BATCH_TABLE_MAX && n >= 0; tb++) {
+		for (unsigned tb = TL_BATCH_ERROR_EVENTS; tb < TL_BATCH_EVENT_TABLES && n >= 0; tb++) {
 			n = tl_ddl_create_table(schema, (enum tl_batch_table)tb, db, buf, DDL_MAX);
 			if (n >= 0)
 				fprintf(out, "\n%s;\n", buf);

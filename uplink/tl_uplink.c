@@ -237,6 +237,8 @@ apply_ddl(struct tl_uplink *u)
 	if (rc < 0)
 		return rc;
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		if (t == TL_BATCH_ROLLUPS && u->route != 0)
+			continue; /* rollups live in the default route's database */
 		if (tl_ddl_columns_query_named(
 		            (enum tl_batch_table)t, db, tname(u, t), sql, sizeof(sql)) < 0)
 			return -EINVAL;
@@ -261,6 +263,13 @@ apply_ddl(struct tl_uplink *u)
 				return rc;
 			TL_INFO("uplink: %s", sql);
 		}
+	}
+	if (u->route == 0) {
+		if (tl_ddl_rollups_view(db, sql, sizeof(sql)) < 0)
+			return -EINVAL;
+		rc = tl_ch_query(u->ch, sql, NULL, NULL);
+		if (rc < 0)
+			return rc;
 	}
 	add(&u->st.ddl_runs, 1);
 	return 0;

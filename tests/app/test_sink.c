@@ -21,7 +21,7 @@ static struct tl_schema *schema;
 static char dir[] = "/tmp/tapline-test-sink.XXXXXX";
 
 struct committed {
-	uint64_t rows[TL_BATCH_TABLE_MAX];
+	uint64_t rows[TL_BATCH_EVENT_TABLES];
 	uint64_t records;
 	uint64_t dropped;
 };
@@ -234,7 +234,7 @@ test_sink_routes_batched_apart_and_stamped(void **state)
 	assert_int_equal(tl_spool_flush(sp, 5000000000ull), 0);
 	assert_true(tl_spool_read(sp, 1, 1000, count_route, &r, NULL) > 0);
 	assert_int_equal(r.bad, 0);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		assert_int_equal(s.cnt.dropped_rows[t], 0);
 	for (int i = 0; i < 3; i++) {
 		unsigned k = 0;

@@ -1033,7 +1033,7 @@ test_batch_parse_bad_fields_rejected(void **state)
 	MUT(m[4] = 0, -EPROTONOSUPPORT);
 	MUT(m[6] = 4, -EPROTONOSUPPORT); /* unknown flag */
 	MUT(m[7] = 0x80, -EPROTONOSUPPORT);
-	MUT(m[8] = 3, -EBADMSG);                           /* table */
+	MUT(m[8] = TL_BATCH_TABLE_MAX, -EBADMSG);          /* table */
 	MUT(tl_batch_put32(m + 12, 0), -EBADMSG);          /* rows 0 */
 	MUT(tl_batch_put32(m + 12, 4), -EBADMSG);          /* rows != offsets_len/4 */
 	MUT(tl_batch_put32(m + 12, 0x40000005), -EBADMSG); /* 4*rows wraps to 20 */

@@ -25,6 +25,7 @@
 #include "tl_classify.h"
 #include "tl_corpus.h"
 #include "tl_ddl.h"
+#include "tl_rollup.h"
 #include "tl_encode.h"
 #include "tl_error.h"
 #include "tl_json.h"
@@ -589,12 +590,12 @@ struct want {
 struct run {
 	const struct tl_schema *s;
 	const char *db;
-	struct tl_encoder *enc[TL_BATCH_TABLE_MAX];
+	struct tl_encoder *enc[TL_BATCH_EVENT_TABLES];
 	uint8_t *sealed;
 	size_t sealed_cap;
 	struct want *w;
 	size_t n;
-	unsigned batches[TL_BATCH_TABLE_MAX];
+	unsigned batches[TL_BATCH_EVENT_TABLES];
 	unsigned gz_batches;
 };
 
@@ -626,7 +627,7 @@ flush(struct run *r, int t)
 static void
 run_events(struct run *r, const struct tl_schema *s, const char *db, size_t n, uint64_t seed)
 {
-	static const int level[TL_BATCH_TABLE_MAX] = {6, 0, 1};
+	static const int level[TL_BATCH_EVENT_TABLES] = {6, 0, 1};
 	struct tl_corpus_conf cf;
 	struct tl_corpus_gen *g;
 	struct tl_event *ev = calloc(1, sizeof(*ev));
@@ -637,7 +638,7 @@ run_events(struct run *r, const struct tl_schema *s, const char *db, size_t n, u
 	r->w = calloc(n, sizeof(*r->w));
 	assert_non_null(r->w);
 	assert_non_null(ev);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		struct tl_encode_conf c = {
 		        .appliance_id = APPL,
 		        .producer = 1,
@@ -694,7 +695,7 @@ run_events(struct run *r, const struct tl_schema *s, const char *db, size_t n, u
 		if (rc == 1)
 			flush(r, w->table);
 	}
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		flush(r, t);
 	r->n = n;
 	tl_corpus_gen_free(g);
@@ -708,7 +709,7 @@ run_free(struct run *r)
 		json_decref(r->w[i].truth);
 		free(r->w[i].raw);
 	}
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		tl_encoder_free(r->enc[t]);
 	free(r->w);
 	free(r->sealed);
@@ -901,11 +902,101 @@ create_all(const struct tl_schema *s, const char *db)
 
 	assert_true(tl_ddl_create_database(db, buf, sizeof(buf)) > 0);
 	sql_free(buf);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		assert_true(
 		        tl_ddl_create_table(s, (enum tl_batch_table)t, db, buf, sizeof(buf)) > 0);
 		sql_free(buf);
 	}
+}
+
+/*
+ * Rollup rows: the rollups table keeps every delta, rollups_summed adds a window's first
+ * emission and its corrections up, by (window_start, event_type, database).
+ */
+static void
+test_ddl_clickhouse_rollups_summed_adds_corrections(void **state)
+{
+	static char buf[65536];
+	struct tl_schema *s;
+	struct tl_encoder *enc;
+	struct tl_encode_conf c = {
+	        .appliance_id = APPL,
+	        .producer = 0,
+	        .batch_rows = 16,
+	        .batch_bytes = 64 * 1024,
+	        .codec = TL_BATCH_CODEC_NONE,
+	};
+	struct tl_rollup_row rows[3];
+	struct tl_batch_view v;
+	struct tl_test_http resp;
+	uint8_t *sealed;
+	size_t len;
+	char *reply;
+	long code;
+
+	(void)state;
+	if (!ch_up)
+		skip();
+	s = e6data();
+	assert_true(tl_ddl_create_database("tl_ru", buf, sizeof(buf)) > 0);
+	sql_free(buf);
+	assert_true(tl_ddl_create_table(s, TL_BATCH_ROLLUPS, "tl_ru", buf, sizeof(buf)) > 0);
+	sql_free(buf);
+	assert_true(tl_ddl_rollups_view("tl_ru", buf, sizeof(buf)) > 0);
+	sql_free(buf);
+	/* Twice: IF NOT EXISTS. */
+	sql_free(buf);
+	assert_int_equal(tl_encoder_create(s, TL_BATCH_ROLLUPS, &c, &enc), 0);
+	sealed = malloc(tl_encode_seal_max(enc));
+	assert_non_null(sealed);
+	memset(rows, 0, sizeof(rows));
+	/* A window of query_end events in tpch_sf1 as first emitted, its correction (one late
+	 * event), and another event type of the same window. */
+	rows[0].window_ns = NOW0 / 10000000000ll * 10000000000ll;
+	snprintf(rows[0].event_type, sizeof(rows[0].event_type), "query_end");
+	snprintf(rows[0].database, sizeof(rows[0].database), "tpch_sf1");
+	rows[0].count = 40;
+	rows[0].errors = 3;
+	rows[0].dur_count = 40;
+	rows[0].duration_sum_ms = 40 * 120;
+	rows[0].hist[7] = 40;
+	rows[1] = rows[0];
+	rows[1].correction = true;
+	rows[1].count = 1;
+	rows[1].errors = 1;
+	rows[1].late = 1;
+	rows[1].dur_count = 1;
+	rows[1].duration_sum_ms = 9000;
+	memset(rows[1].hist, 0, sizeof(rows[1].hist));
+	rows[1].hist[14] = 1;
+	rows[2] = rows[0];
+	snprintf(rows[2].event_type, sizeof(rows[2].event_type), "query_start");
+	rows[2].errors = 0;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(tl_encode_rollup(enc, &rows[i], NOW0), 0);
+	assert_int_equal(tl_encode_seal(enc, sealed, tl_encode_seal_max(enc), &len), 0);
+	assert_int_equal(tl_batch_parse(sealed, len, &v), 0);
+	assert_int_equal(v.hdr.table, TL_BATCH_ROLLUPS);
+	assert_int_equal(v.hdr.rows, 3);
+	assert_true(tl_ddl_insert(s, TL_BATCH_ROLLUPS, "tl_ru", buf, sizeof(buf)) > 0);
+	code = ch_post(buf, v.body, v.hdr.body_len, false, &resp);
+	if (code != 200)
+		fail_msg("insert into rollups: HTTP %ld: %s", code, resp.p);
+	free(resp.p);
+	reply = sql("SELECT event_type, database, sum(count), sum(errors), sum(late), "
+	            "sum(with_duration), sum(duration_sum_ms), sum(h07), sum(h14) FROM "
+	            "tl_ru.rollups_summed GROUP BY event_type, database ORDER BY event_type");
+	assert_string_equal(reply, "query_end\ttpch_sf1\t41\t4\t1\t41\t13800\t40\t1\n"
+	                           "query_start\ttpch_sf1\t40\t0\t0\t40\t4800\t40\t0\n");
+	free(reply);
+	/* Three deltas kept as sent, each with its own id, all of one batch. */
+	reply = sql("SELECT count(), uniqExact(event_id), uniqExact(batch_id), sum(correction) "
+	            "FROM tl_ru.rollups");
+	assert_string_equal(reply, "3\t3\t1\t1\n");
+	free(reply);
+	free(sealed);
+	tl_encoder_free(enc);
+	tl_schema_free(s);
 }
 
 static void
@@ -925,13 +1016,13 @@ test_ddl_clickhouse_roundtrip_every_column_matches(void **state)
 	run_events(&r, s, "tl_rt", 400, 11);
 	assert_true(r.batches[TL_BATCH_SINK_OUTPUT] >= 2);
 	assert_true(r.gz_batches > 0 && r.batches[TL_BATCH_ERROR_EVENTS] > 0);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		check_table(&r, t, false);
 	/* The server agrees on the types: nothing to alter. */
 	{
 		char q[512], buf[4096];
 
-		for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+		for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 			assert_true(tl_ddl_columns_query(
 			                    (enum tl_batch_table)t, "tl_rt", q, sizeof(q)) > 0);
 			reply = sql(q);
@@ -1038,7 +1129,8 @@ test_ddl_clickhouse_error_patterns_and_classified_rows(void **state)
 
 	/* A classified event: ids and categories of its matches, the highest severity. */
 	for (int t = TL_BATCH_SINK_OUTPUT; t <= TL_BATCH_ERROR_EVENTS; t++) {
-		assert_true(tl_ddl_create_table(s, (enum tl_batch_table)t, "tl_pat", q, sizeof(q)) > 0);
+		assert_true(
+		        tl_ddl_create_table(s, (enum tl_batch_table)t, "tl_pat", q, sizeof(q)) > 0);
 		sql_free(q);
 	}
 	assert_int_equal(tl_encoder_create(s, TL_BATCH_ERROR_EVENTS, &ec, &enc), 0);
@@ -1110,7 +1202,7 @@ test_ddl_clickhouse_alter_adds_columns_insert_works(void **state)
 	check_table(&r, TL_BATCH_SINK_OUTPUT, true);
 	run_free(&r);
 
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		int n;
 
 		assert_true(
@@ -1145,7 +1237,7 @@ test_ddl_clickhouse_alter_adds_columns_insert_works(void **state)
 	sql_free("TRUNCATE TABLE `tl_alter`.`error_events`");
 	sql_free("TRUNCATE TABLE `tl_alter`.`dead_letter`");
 	run_events(&r, full, "tl_alter", 200, 6);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		check_table(&r, t, false);
 	run_free(&r);
 	tl_schema_free(small);
@@ -1225,6 +1317,7 @@ main(void)
 	};
 	const struct CMUnitTest server[] = {
 	        cmocka_unit_test(test_ddl_clickhouse_roundtrip_every_column_matches),
+	        cmocka_unit_test(test_ddl_clickhouse_rollups_summed_adds_corrections),
 	        cmocka_unit_test(test_ddl_clickhouse_alter_adds_columns_insert_works),
 	        cmocka_unit_test(test_ddl_clickhouse_error_patterns_and_classified_rows),
 	        cmocka_unit_test(test_ddl_clickhouse_conflicts_and_compatible_types),

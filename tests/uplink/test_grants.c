@@ -596,7 +596,7 @@ test_ddl_every_routed_database(void **state)
 	        tl_route_build(&g_conf, g_defdb, g_schema, NULL, &t, g_err, sizeof(g_err)), 0);
 	want[0] = '\0';
 	append_db(want, sizeof(want), "telemetry", 1);
-	for (int tb = 0; tb < TL_BATCH_TABLE_MAX; tb++)
+	for (int tb = 0; tb < TL_BATCH_EVENT_TABLES; tb++)
 		append_table(want, sizeof(want), (enum tl_batch_table)tb, "telemetry");
 	capture_open(&c);
 	assert_int_equal(tl_grants_ddl(c.f, g_schema, t), 0);
@@ -614,7 +614,7 @@ test_ddl_every_routed_database(void **state)
 	assert_int_equal(tl_route_count(t), 4);
 	want[0] = '\0';
 	append_db(want, sizeof(want), "telemetry", 1);
-	for (int tb = 0; tb < TL_BATCH_TABLE_MAX; tb++)
+	for (int tb = 0; tb < TL_BATCH_EVENT_TABLES; tb++)
 		append_table(want, sizeof(want), (enum tl_batch_table)tb, "telemetry");
 	append_db(want, sizeof(want), "tenant_acme", 0);
 	append_table(want, sizeof(want), TL_BATCH_SINK_OUTPUT, "tenant_acme");
@@ -633,7 +633,7 @@ test_ddl_every_routed_database(void **state)
 	append_table(want, sizeof(want), TL_BATCH_ERROR_EVENTS, "tenant_acme");
 	append_table(want, sizeof(want), TL_BATCH_DEAD_LETTER, "tenant_acme");
 	append_db(want, sizeof(want), "tenant_globex", 0);
-	for (int tb = 0; tb < TL_BATCH_TABLE_MAX; tb++)
+	for (int tb = 0; tb < TL_BATCH_EVENT_TABLES; tb++)
 		append_table(want, sizeof(want), (enum tl_batch_table)tb, "tenant_globex");
 	capture_open(&c);
 	assert_int_equal(tl_grants_ddl(c.f, g_schema, t), 0);

@@ -119,12 +119,12 @@ struct batch {
 struct batches {
 	struct batch *b;
 	size_t n, cap;
-	uint64_t rows[TL_BATCH_TABLE_MAX];
+	uint64_t rows[TL_BATCH_EVENT_TABLES];
 };
 
 /* One encoder per table, as a worker has. */
 struct enc {
-	struct tl_encoder *e[TL_BATCH_TABLE_MAX];
+	struct tl_encoder *e[TL_BATCH_EVENT_TABLES];
 	uint8_t *buf;
 	size_t cap;
 	struct tl_event *ev;
@@ -138,7 +138,7 @@ static void
 enc_init(struct enc *x, uint32_t batch_rows, int codec)
 {
 	memset(x, 0, sizeof(*x));
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		struct tl_encode_conf c = {
 		        .appliance_id = APPL,
 		        .producer = 0,
@@ -212,14 +212,14 @@ enc_add(struct enc *x, const uint8_t *line, uint32_t len, struct batches *out)
 static void
 enc_flush(struct enc *x, struct batches *out)
 {
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		enc_seal(x, t, out);
 }
 
 static void
 enc_free(struct enc *x)
 {
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		tl_encoder_free(x->e[t]);
 	free(x->buf);
 	free(x->ev);
@@ -458,9 +458,9 @@ rows_in(const char *db, int t)
 static void
 check_tables(const char *db, const uint64_t *want)
 {
-	uint64_t n[TL_BATCH_TABLE_MAX], uniq;
+	uint64_t n[TL_BATCH_EVENT_TABLES], uniq;
 
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		n[t] = rows_in(db, t);
 		if (n[t] != want[t])
 			fail_msg("%s.%s: %llu rows, expected %llu", db,
@@ -641,7 +641,7 @@ test_uplink_tables_missing_created_every_row_lands_once(void **state)
 {
 	const char *db = "tl_up_fresh";
 	struct batches a = {0}, b = {0};
-	uint64_t want[TL_BATCH_TABLE_MAX];
+	uint64_t want[TL_BATCH_EVENT_TABLES];
 	struct tl_uplink_stats st;
 	struct tl_uplink *u;
 	struct sp x;
@@ -657,7 +657,7 @@ test_uplink_tables_missing_created_every_row_lands_once(void **state)
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
 	check_tables(db, a.rows);
 	tl_uplink_stats(u, &st);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		assert_int_equal(st.rows_delivered[t], a.rows[t]);
 	assert_int_equal(st.records_delivered, a.n);
 	assert_true(st.ddl_runs >= 1);
@@ -674,7 +674,7 @@ test_uplink_tables_missing_created_every_row_lands_once(void **state)
 	corpus_batches(400, 4, &b);
 	spool_put_all(&x, &b);
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		want[t] = a.rows[t] + b.rows[t];
 	check_tables(db, want);
 	tl_uplink_stats(u, &st);
@@ -738,7 +738,7 @@ poisoned(bool verify)
 	const char *db = verify ? "tl_up_corrupt" : "tl_up_poison";
 	struct batches bs = {0};
 	struct dead *dead = calloc(8, sizeof(*dead));
-	uint64_t want[TL_BATCH_TABLE_MAX];
+	uint64_t want[TL_BATCH_EVENT_TABLES];
 	struct tl_uplink_stats st;
 	struct batch *sink, *err, *dl;
 	size_t i_sink, i_err, i_dl;
@@ -778,7 +778,7 @@ poisoned(bool verify)
 	u = up_start(db, &x);
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
 
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		want[t] = bs.rows[t];
 	want[TL_BATCH_SINK_OUTPUT] -= 2;
 	want[TL_BATCH_ERROR_EVENTS] -= 3;
@@ -803,7 +803,7 @@ poisoned(bool verify)
 	assert_int_equal(st.records_quarantined, 3);
 	assert_int_equal(st.records_bisected, 3);
 	assert_int_equal(st.records_delivered, bs.n - 3);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		assert_int_equal(
 		        st.rows_delivered[t], want[t] - (t == TL_BATCH_DEAD_LETTER ? nd : 0));
 	assert_int_equal(st.rows_found, 0);
@@ -870,7 +870,7 @@ test_uplink_absurd_string_length_bisected(void **state)
 	uint32_t s, e;
 	size_t i;
 	char raw[1024], *r;
-	uint64_t want[TL_BATCH_TABLE_MAX] = {0};
+	uint64_t want[TL_BATCH_EVENT_TABLES] = {0};
 	struct sp x;
 
 	(void)state;
@@ -919,7 +919,7 @@ test_uplink_already_landed_not_sent_again(void **state)
 	struct tl_uplink *u;
 	bool skip[32] = {false};
 	struct sp x;
-	uint64_t want[TL_BATCH_TABLE_MAX] = {0};
+	uint64_t want[TL_BATCH_EVENT_TABLES] = {0};
 
 	(void)state;
 	verify_rows = false; /* a bisection by the server, cut short, is what this tests */
@@ -993,7 +993,7 @@ prefix_landed(const char *db)
 	struct tl_uplink *u;
 	bool skip[32] = {false};
 	struct sp x;
-	uint64_t want[TL_BATCH_TABLE_MAX] = {0};
+	uint64_t want[TL_BATCH_EVENT_TABLES] = {0};
 	size_t i_q, i_e;
 
 	spool_open(&x);
@@ -1057,7 +1057,7 @@ static void
 streamed(const char *db, int with, int batches)
 {
 	struct batches a = {0}, b = {0};
-	uint64_t want[TL_BATCH_TABLE_MAX];
+	uint64_t want[TL_BATCH_EVENT_TABLES];
 	struct tl_uplink_stats st;
 	struct tl_uplink *u;
 	struct sp x;
@@ -1077,7 +1077,7 @@ streamed(const char *db, int with, int batches)
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
 	check_tables(db, a.rows);
 	tl_uplink_stats(u, &st);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		assert_int_equal(st.rows_delivered[t], a.rows[t]);
 	assert_int_equal(st.records_delivered, a.n);
 	assert_true(st.inserts_streamed >= 1);
@@ -1093,7 +1093,7 @@ streamed(const char *db, int with, int batches)
 	tl_uplink_stop(u);
 	u = up_start(db, &x);
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		want[t] = a.rows[t] + b.rows[t];
 	check_tables(db, want);
 	tl_uplink_stats(u, &st);
@@ -1133,7 +1133,7 @@ static void
 clickhouse_down(const char *db)
 {
 	struct batches a = {0}, b = {0}, c = {0};
-	uint64_t want[TL_BATCH_TABLE_MAX], delivered = 0;
+	uint64_t want[TL_BATCH_EVENT_TABLES], delivered = 0;
 	struct tl_uplink_stats st;
 	struct tl_uplink *u;
 	struct sp x;
@@ -1157,7 +1157,7 @@ clickhouse_down(const char *db)
 		usleep(10000);
 	}
 	assert_true(st.inserts_retry >= 3);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		delivered += st.rows_delivered[t];
 	assert_int_equal(delivered, a.rows[0] + a.rows[1] + a.rows[2]);
 	assert_int_equal(spool_records(&x), b.n); /* nothing acked */
@@ -1168,11 +1168,11 @@ clickhouse_down(const char *db)
 
 	assert_int_equal(tl_test_ch_restart(&ch), 0);
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		want[t] = a.rows[t] + b.rows[t] + c.rows[t];
 	check_tables(db, want);
 	tl_uplink_stats(u, &st);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		assert_int_equal(st.rows_delivered[t], want[t]);
 	assert_int_equal(st.records_delivered, a.n + b.n + c.n);
 	assert_int_equal(st.rows_quarantined, 0);
@@ -1268,7 +1268,7 @@ test_uplink_missing_columns_added_dropped_column_restored(void **state)
 	struct tl_schema *small = NULL;
 	struct tl_limits lim = tl_test_e6data_limits();
 	struct batches a = {0}, b = {0};
-	uint64_t want[TL_BATCH_TABLE_MAX];
+	uint64_t want[TL_BATCH_EVENT_TABLES];
 	struct tl_uplink_stats st;
 	struct tl_uplink *u;
 	static char ddl[65536];
@@ -1287,7 +1287,7 @@ test_uplink_missing_columns_added_dropped_column_restored(void **state)
 	tl_test_set_roles(&def, full.time_column, full.error_column, full.id_column);
 	assert_int_equal(tl_schema_compile(&def, &lim, &small, msg, sizeof(msg)), 0);
 	free(sql("CREATE DATABASE IF NOT EXISTS %s", db));
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		assert_true(tl_ddl_create_table(
 		                    small, (enum tl_batch_table)t, db, ddl, sizeof(ddl)) > 0);
 		free(sql("%s", ddl));
@@ -1318,7 +1318,7 @@ test_uplink_missing_columns_added_dropped_column_restored(void **state)
 	corpus_batches(300, 11, &b);
 	spool_put_all(&x, &b);
 	assert_int_equal(tl_uplink_drain(u, DRAIN), 0);
-	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++)
+	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++)
 		want[t] = a.rows[t] + b.rows[t];
 	check_tables(db, want);
 	assert_true(sql_u64("SELECT countIf(payload IS NOT NULL) FROM `%s`.sink_output", db) > 0);
