@@ -170,7 +170,10 @@ struct tl_spool {
 	MDB_env *env;
 	MDB_dbi dbi_rec, dbi_quar, dbi_meta, dbi_state, dbi_owner;
 	unsigned hook_attempt; /* writer: hook runs for the pending set since its last commit */
-	bool has_owner;        /* false only for a read-only open of a spool made before `owner` */
+	/* tl_spool_kick: transactions that run the hook even without records */
+	_Atomic uint64_t kicks_req, kicks_done;
+	uint64_t kick_seen; /* writer: the request its current round answers */
+	bool has_owner;     /* false only for a read-only open of a spool made before `owner` */
 	/* Some record may have an owner: deletions then also delete its claim. Set by the
 	 * first claim, or at open when the owner database is not empty. */
 	_Atomic bool owners;
@@ -837,6 +840,7 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 	uint64_t key = sp->next_key, first_key = sp->next_key;
 	bool hook = atomic_load_explicit(&sp->hooks_ready, memory_order_acquire) &&
 	            sp->hooks.on_txn != NULL;
+	bool kicked = hook && sp->kick_seen != atomic_load(&sp->kicks_done);
 	unsigned n_hook = 0;
 	int rc;
 
@@ -922,7 +926,7 @@ write_txn(struct tl_spool *sp, const struct plan *pl, struct outcome *o)
 			if (rc != 0)
 				goto fail;
 		}
-		if (n_hook > 0) {
+		if (n_hook > 0 || kicked) {
 			uint64_t before = key;
 
 			rc = run_hook(sp, txn, n_hook, &key, o);
@@ -1034,7 +1038,10 @@ commit_round(struct tl_spool *sp)
 		}
 		if (rc == 0) {
 			publish(sp, &pl, &o, t0);
-			sp->hook_attempt = 0;
+			if (pl.records) {
+				sp->hook_attempt = 0;
+				atomic_store(&sp->kicks_done, sp->kick_seen);
+			}
 			if (pl.records)
 				return ROUND_DONE;
 			pl = (struct plan){.records = true};
@@ -1172,6 +1179,9 @@ work_waiting(struct tl_spool *sp, uint32_t state)
 		       pool_pressure(sp);
 	if (atomic_load(&sp->acks_queued) != atomic_load(&sp->acks_done) + sp->n_wacks)
 		return true;
+	if (sp->hooks.on_txn != NULL && atomic_load(&sp->error) == 0 &&
+	        atomic_load(&sp->kicks_req) != atomic_load(&sp->kicks_done))
+		return true;
 	for (unsigned i = 0; i < sp->n_prod; i++)
 		if (!ring_empty(&sp->prod[i].to_writer))
 			return true;
@@ -1210,7 +1220,10 @@ writer_main(void *arg)
 				TL_WARN("spool: cleared %d stale reader slot(s)", dead);
 		}
 		drain(sp);
-		if (sp->n_pending == 0 && sp->n_wacks == 0) {
+		sp->kick_seen = atomic_load(&sp->kicks_req);
+		if (sp->n_pending == 0 && sp->n_wacks == 0 &&
+		        (sp->kick_seen == atomic_load(&sp->kicks_done) ||
+		                sp->hooks.on_txn == NULL || atomic_load(&sp->error) != 0)) {
 			notify_flushers(sp);
 			if (stopping)
 				break;
@@ -1221,6 +1234,13 @@ writer_main(void *arg)
 			fail_pending(sp, atomic_load(&sp->error));
 			atomic_fetch_add(&sp->acks_done, sp->n_wacks);
 			sp->n_wacks = 0;
+			notify_flushers(sp);
+			continue;
+		}
+		if (sp->n_pending == 0 && sp->n_wacks == 0) {
+			/* Only a kick: nothing to gather, the hook's transaction now. */
+			if (commit_round(sp) == ROUND_STALLED)
+				writer_sleep(sp, W_IDLE, STALL_SLEEP_NS);
 			notify_flushers(sp);
 			continue;
 		}
@@ -1554,6 +1574,37 @@ tl_spool_flush(struct tl_spool *sp, uint64_t timeout_ns)
 	for (unsigned i = 0; i < sp->n_prod; i++)
 		target[i] = ld(&sp->prod[i].puts);
 	return wait_committed(sp, target, timeout_ns);
+}
+
+uint64_t
+tl_spool_kick(struct tl_spool *sp)
+{
+	uint64_t n;
+
+	if (sp == NULL || (sp->flags & TL_SPOOL_RDONLY))
+		return 0;
+	n = atomic_fetch_add(&sp->kicks_req, 1) + 1;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&sp->wstate) == W_IDLE)
+		wake_writer(sp);
+	return n;
+}
+
+int
+tl_spool_kick_wait(struct tl_spool *sp, uint64_t kick, uint64_t timeout_ns)
+{
+	uint64_t deadline = now_mono() + timeout_ns;
+
+	if (sp == NULL || kick == 0)
+		return -EINVAL;
+	while (atomic_load(&sp->kicks_done) < kick) {
+		if (atomic_load(&sp->error) != 0)
+			return atomic_load(&sp->error);
+		if (now_mono() >= deadline)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+	return 0;
 }
 
 int

@@ -148,7 +148,9 @@ struct tl_spool_txn;
  * a crash. The commit callbacks of these records run after the commit, as usual.
  * Runs on the writer thread; must not block for long. The hook may run more than once
  * for the same records (a transaction that found the map full is retried after growing
- * it, possibly with fewer records): only the commit callbacks say what was stored.
+ * it, possibly with fewer records; tl_spool_txn_attempt() tells): only the commit
+ * callbacks say what was stored. After tl_spool_kick() it also runs with @p n 0 in a
+ * transaction of its own.
  * @return 0; a negative code aborts the transaction: the writer fails (its error is
  *         reported in tl_spool_stats.error and every record gets that status).
  */
@@ -323,6 +325,21 @@ int tl_spool_ack(struct tl_spool *sp, uint64_t key);
  *         (read-only); -ENOMEM.
  */
 int tl_spool_claim(struct tl_spool *sp, uint64_t key, unsigned owner);
+
+/**
+ * Ask for a write transaction that runs the transaction hook even if no record and no
+ * ack is waiting (with @c n 0 and no buffers): a hook that emits derived records on a
+ * clock (rollup windows) gets its turn in a quiet appliance too. Kicks coalesce. Never
+ * blocks; thread-safe.
+ * @return the kick's number, for tl_spool_kick_wait() (0: @p sp NULL or read-only).
+ */
+uint64_t tl_spool_kick(struct tl_spool *sp);
+
+/**
+ * Wait until kick @p kick has been answered by a committed transaction.
+ * @return 0; -EINVAL; -ETIMEDOUT; the writer's error if it failed.
+ */
+int tl_spool_kick_wait(struct tl_spool *sp, uint64_t kick, uint64_t timeout_ns);
 
 /**
  * Wait until every ack, quarantine and claim queued before the call has been committed
