@@ -722,6 +722,7 @@ tl_cmd_run(int argc, char **argv)
 	struct worker_out *outs = NULL;
 	struct tl_spool *spool = NULL;
 	struct tl_framed *framed = NULL;
+	static struct tl_side side;
 	static struct uplinks ups = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	struct tl_metrics *metrics = NULL;
 	static struct scrape scrape;
@@ -807,6 +808,7 @@ tl_cmd_run(int argc, char **argv)
 	}
 	if (o.spool_dir)
 		snprintf(cfg.spool.path, sizeof(cfg.spool.path), "%s", o.spool_dir);
+	tl_side_init(&side);
 	rc = tl_spool_open(&cfg.spool, n_workers, 0, on_commit, &framed, &spool);
 	if (rc < 0) {
 		TL_ERR("spool %s: %s", cfg.spool.path, tl_strerror(rc));
@@ -815,12 +817,17 @@ tl_cmd_run(int argc, char **argv)
 	if (cfg.framed.enabled) {
 		char err[1024];
 
-		rc = tl_framed_create(&cfg.framed, spool, cfg.spool.buffers, n_workers, &framed,
-				err, sizeof(err));
+		rc = tl_framed_create(&cfg.framed, spool, &side, cfg.spool.buffers, n_workers,
+				&framed, err, sizeof(err));
 		if (rc < 0) {
 			TL_ERR("framed: %s", err);
 			goto out;
 		}
+	}
+	rc = tl_side_install(&side, spool);
+	if (rc < 0) {
+		TL_ERR("spool hooks: %s", tl_strerror(rc));
+		goto out;
 	}
 	if (cfg.appliance_id[0] == '\0' &&
 			gethostname(cfg.appliance_id, sizeof(cfg.appliance_id) - 1) != 0)

@@ -118,6 +118,7 @@ struct tl_framed_worker {
 struct tl_framed {
 	struct tl_framed_conf conf;
 	struct tl_spool *spool;
+	const struct tl_side *side; /* where its pairs go in a buffer's side area */
 	struct tl_frame_keys *keys;
 	pthread_mutex_t lock; /* dedup and image */
 	struct tl_dedup_frames *dedup;
@@ -157,15 +158,19 @@ on_txn(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bu
 	size_t need, len;
 	int rc;
 
-	for (unsigned i = 0; i < n; i++)
-		any |= bufs[i]->meta_len != 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t ml;
+
+		any |= tl_side_get(f->side, bufs[i], TL_SIDE_FRAMED, &ml) != NULL;
+	}
 	if (!any)
 		return 0;
 	pthread_mutex_lock(&f->lock);
 	for (unsigned i = 0; i < n; i++) {
-		const uint8_t *m = bufs[i]->meta;
+		uint32_t ml;
+		const uint8_t *m = tl_side_get(f->side, bufs[i], TL_SIDE_FRAMED, &ml);
 
-		for (uint32_t o = 0; o + PAIR_LEN <= bufs[i]->meta_len; o += PAIR_LEN) {
+		for (uint32_t o = 0; m != NULL && o + PAIR_LEN <= ml; o += PAIR_LEN) {
 			uint64_t p, s;
 
 			memcpy(&p, m + o, 8);
@@ -219,7 +224,8 @@ static void
 on_seal(void *arg, struct tl_spool_buf *buf, uint64_t frontier)
 {
 	struct tl_framed_worker *fw = arg;
-	uint32_t o = 0;
+	uint32_t o = 0, cap = 0;
+	uint8_t *m;
 
 	if (buf == NULL) {
 		fw->listed = fw->listed_undo;
@@ -228,16 +234,18 @@ on_seal(void *arg, struct tl_spool_buf *buf, uint64_t frontier)
 	fw->listed_undo = fw->listed;
 	if (fw->listed < fw->head)
 		fw->listed = fw->head;
-	while (fw->listed < fw->tail && fw->listed <= frontier &&
-	       o + PAIR_LEN <= buf->meta_cap) {
+	m = tl_side_region(fw->f->side, buf, TL_SIDE_FRAMED, &cap);
+	while (m != NULL && fw->listed < fw->tail && fw->listed <= frontier &&
+	       o + PAIR_LEN <= cap) {
 		const struct pending *p = slot(fw, fw->listed);
 
-		memcpy(buf->meta + o, &p->producer, 8);
-		memcpy(buf->meta + o + 8, &p->sequence, 8);
+		memcpy(m + o, &p->producer, 8);
+		memcpy(m + o + 8, &p->sequence, 8);
 		o += PAIR_LEN;
 		fw->listed++;
 	}
-	buf->meta_len = o;
+	if (m != NULL)
+		tl_side_set_len(fw->f->side, buf, TL_SIDE_FRAMED, o);
 	buf->user = frontier;
 }
 
@@ -473,17 +481,16 @@ tl_framed_worker_tick(struct tl_framed_worker *fw, uint64_t now_ns)
 
 int
 tl_framed_create(const struct tl_framed_conf *conf, struct tl_spool *spool,
-		uint64_t spool_buffers, unsigned n_workers, struct tl_framed **out, char *err,
-		size_t errlen)
+		struct tl_side *side, uint64_t spool_buffers, unsigned n_workers,
+		struct tl_framed **out, char *err, size_t errlen)
 {
-	struct tl_spool_hooks hooks;
 	struct tl_framed *f;
 	void *img = NULL;
 	size_t img_len = 0;
 	int rc;
 
 	*out = NULL;
-	if (conf == NULL || spool == NULL || n_workers == 0 ||
+	if (conf == NULL || spool == NULL || side == NULL || n_workers == 0 ||
 	    (conf->window & (conf->window - 1)) != 0) {
 		snprintf(err, errlen, "framed.window must be a power of two");
 		return -EINVAL;
@@ -534,16 +541,13 @@ tl_framed_create(const struct tl_framed_conf *conf, struct tl_spool *spool,
 		TL_INFO("framed: dedup windows of %llu producers restored from the spool",
 				(unsigned long long)ds.producers);
 	}
-	hooks = (struct tl_spool_hooks){
-		.meta_size = (uint32_t)(pow2_at_least(conf->in_flight) * PAIR_LEN),
-		.on_txn = on_txn,
-		.arg = f,
-	};
-	rc = tl_spool_set_hooks(spool, &hooks);
+	rc = tl_side_add(side, TL_SIDE_FRAMED,
+			(uint32_t)(pow2_at_least(conf->in_flight) * PAIR_LEN), on_txn, f);
 	if (rc < 0) {
-		snprintf(err, errlen, "spool hooks: %s", tl_strerror(rc));
+		snprintf(err, errlen, "spool side data: %s", tl_strerror(rc));
 		goto fail;
 	}
+	f->side = side;
 	*out = f;
 	return 0;
 fail:

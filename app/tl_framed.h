@@ -41,6 +41,7 @@
 #include "tl_opt.h"
 #include "tl_pipeline.h"
 #include "tl_reply.h"
+#include "tl_side.h"
 #include "tl_sink.h"
 #include "tl_spool.h"
 
@@ -85,16 +86,16 @@ struct tl_framed_worker;
 
 /**
  * Create the appliance-wide state: load the keys file, create the dedup windows and
- * restore them from the spool, install the spool's transaction hook.
- * Call after tl_spool_open() and before any worker takes a spool buffer.
+ * restore them from the spool, add its part to the spool's side data (@p side, installed
+ * by the caller with tl_side_install() before any worker takes a spool buffer).
  * @param spool_buffers  the spool's buffers per producer (records in flight).
  * @param n_workers  workers that will call tl_framed_worker_create().
  * @param err        a message on failure (file:line of a bad keys file).
  * @return 0; -EINVAL; -ENOMEM; a keys-file or spool error.
  */
 int tl_framed_create(const struct tl_framed_conf *conf, struct tl_spool *spool,
-		uint64_t spool_buffers, unsigned n_workers, struct tl_framed **out, char *err,
-		size_t errlen);
+		struct tl_side *side, uint64_t spool_buffers, unsigned n_workers,
+		struct tl_framed **out, char *err, size_t errlen);
 
 /** Free (after the workers and the spool's writer have stopped). NULL-safe. */
 void tl_framed_free(struct tl_framed *f);

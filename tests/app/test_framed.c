@@ -43,6 +43,7 @@ static const uint8_t key7[32] = "0123456789abcdef0123456789abcdef";
 struct rig {
 	struct tl_spool *spool;
 	struct tl_framed *framed;
+	struct tl_side side;
 	struct tl_framed_worker *fw;
 	struct tl_pipeline_worker w;
 	struct tl_sink sink;
@@ -124,9 +125,11 @@ rig_open(struct rig *r, const char *name, bool with_keys, bool allow_unkeyed)
 		snprintf(fc.keys_file, sizeof(fc.keys_file), "%s", r->keys);
 		fc.allow_unkeyed = allow_unkeyed;
 	}
-	assert_int_equal(tl_framed_create(&fc, r->spool, sc.buffers, 1, &r->framed, err,
-					 sizeof(err)),
+	tl_side_init(&r->side);
+	assert_int_equal(tl_framed_create(&fc, r->spool, &r->side, sc.buffers, 1, &r->framed,
+					 err, sizeof(err)),
 			0);
+	assert_int_equal(tl_side_install(&r->side, r->spool), 0);
 	assert_int_equal(tl_opt_defaults(tl_batch_opts, &bc), 0);
 	assert_int_equal(tl_sink_init(&r->sink, schema, &bc, "a1", r->spool, 0, sc.buffer_size), 0);
 	memset(&pc, 0, sizeof(pc));
