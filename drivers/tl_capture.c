@@ -8,7 +8,7 @@
 
 #define TL_DEFAULT_PORT 5170
 
-const char *const tl_capture_driver_names[] = {"dpdk", NULL};
+const char *const tl_capture_driver_names[] = {"dpdk", "xdp", "socket", NULL};
 
 static int
 parse_port(const char *s, uint16_t *port)
@@ -43,7 +43,8 @@ tl_capture_check(const void *obj, char *msg, size_t msglen)
 const struct tl_opt tl_capture_opts[] = {
 	{.name = "driver", .type = TL_OPT_ENUM, .def = "dpdk",
 		.offset = offsetof(struct tl_capture_conf, driver),
-		.enums = tl_capture_driver_names, .desc = "capture driver"},
+		.enums = tl_capture_driver_names, .desc = "capture driver: dpdk (NIC or virtual PMD), xdp (tapline's AF_XDP program "
+			"on a shared interface), socket (kernel UDP sockets)"},
 	{.name = "ports", .type = TL_OPT_STRLIST, .offset = offsetof(struct tl_capture_conf, ports),
 		.size = TL_CAPTURE_PORT_LEN, .count_offset = offsetof(struct tl_capture_conf, n_ports),
 		.max_items = TL_CAPTURE_MAX_PORTS,
@@ -53,6 +54,11 @@ const struct tl_opt tl_capture_opts[] = {
 		.desc = "RX queues, one worker lcore each"},
 	{.name = "dpdk", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_capture_conf, dpdk),
 		.sub = tl_dpdk_opts, .desc = "DPDK driver options"},
+	{.name = "xdp", .type = TL_OPT_SECTION, .offset = offsetof(struct tl_capture_conf, xdp),
+		.sub = tl_xdp_opts, .desc = "native AF_XDP driver options"},
+	{.name = "socket", .type = TL_OPT_SECTION,
+		.offset = offsetof(struct tl_capture_conf, socket), .sub = tl_sock_opts,
+		.desc = "kernel UDP socket driver options"},
 	{.name = NULL},
 };
 

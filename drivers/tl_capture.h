@@ -11,10 +11,14 @@
 #include <stdint.h>
 
 #include "tl_dpdk.h"
+#include "tl_sock.h"
+#include "tl_xdp.h"
 #include "tl_opt.h"
 
 enum tl_capture_driver {
 	TL_CAPTURE_DPDK, /**< DPDK ethdev: physical NICs and virtual PMDs */
+	TL_CAPTURE_XDP,  /**< native AF_XDP with tapline's XDP program (drivers/xdp) */
+	TL_CAPTURE_SOCKET, /**< kernel UDP sockets (drivers/socket) */
 };
 
 extern const char *const tl_capture_driver_names[];
@@ -28,6 +32,8 @@ struct tl_capture_conf {
 	uint32_t n_ports;
 	uint64_t workers;                                    /**< RX queues = worker cores */
 	struct tl_dpdk_conf dpdk;
+	struct tl_xdp_conf xdp;
+	struct tl_sock_conf socket;
 };
 
 extern const struct tl_opt tl_capture_opts[];

@@ -70,6 +70,10 @@ struct tl_rollup_conf {
 	uint64_t max_cells;    /**< open cells in the rollup (default 4096) */
 	uint64_t delta_cells;  /**< cells per batch delta (default 64) */
 	uint64_t delta_streams;/**< streams per batch delta (default 16) */
+	char type_column[64];     /**< schema column holding the event type ("event_type") */
+	char database_column[64]; /**< schema column holding the database ("database_name") */
+	char duration_column[64]; /**< schema column holding the duration in ms ("duration_ms";
+	                               "" = none) */
 };
 
 /** One emitted rollup row (also what a delta cell holds). */
