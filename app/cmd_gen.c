@@ -79,6 +79,9 @@ gen_usage(FILE *f)
 	        "                              --pcap it sets the frames' timestamps instead\n"
 	        "      --error-share F         share of queries that fail (default 0.1)\n"
 	        "      --malformed-share F     share of malformed events (default 0.05)\n"
+	        "      --late-share F          share of valid events sent late: event time behind\n"
+	        "                              their neighbours' by --late-by (default 0)\n"
+	        "      --late-by MS            how far behind, in ms (default 60000)\n"
 	        "      --max-event-size SIZE   pipeline.max_event_size to aim at (default 60KiB)\n"
 	        "      --max-string SIZE       pipeline.max_string (default 60KiB)\n"
 	        "      --max-depth N           pipeline.max_depth (default 32)\n"
@@ -153,7 +156,8 @@ struct gen_opts {
 	uint64_t seed, count, queries, datagram_size, max_event_size, max_string, max_depth;
 	uint64_t id_max_len, shards, port, mtu;
 	double rate, duration, error_share, malformed_share, fault_share, ipv6_share, vlan_share,
-	        noise_share;
+	        noise_share, late_share;
+	uint64_t late_ms;
 	bool any_destination, have_count;
 	/* --framed */
 	const char *spill_dir, *key_file;
@@ -293,6 +297,8 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 		O_SUMMARY,
 		O_ERR,
 		O_MAL,
+		O_LATE,
+		O_LATE_BY,
 		O_PKT,
 		O_MES,
 		O_MS,
@@ -333,6 +339,8 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 	        {"summary", required_argument, NULL, O_SUMMARY},
 	        {"error-share", required_argument, NULL, O_ERR},
 	        {"malformed-share", required_argument, NULL, O_MAL},
+	        {"late-share", required_argument, NULL, O_LATE},
+	        {"late-by", required_argument, NULL, O_LATE_BY},
 	        {"packet-fault-share", required_argument, NULL, O_PKT},
 	        {"max-event-size", required_argument, NULL, O_MES},
 	        {"max-string", required_argument, NULL, O_MS},
@@ -418,6 +426,12 @@ parse_opts(int argc, char **argv, struct gen_opts *o)
 			break;
 		case O_MAL:
 			rc = parse_double("malformed-share", optarg, 0, 1, &o->malformed_share);
+			break;
+		case O_LATE:
+			rc = parse_double("late-share", optarg, 0, 1, &o->late_share);
+			break;
+		case O_LATE_BY:
+			rc = parse_u64("late-by", optarg, 1, 7ull * 86400000, &o->late_ms);
 			break;
 		case O_PKT:
 			rc = parse_double("packet-fault-share", optarg, 0, 1, &o->fault_share);
@@ -1135,6 +1149,7 @@ tl_cmd_gen(int argc, char **argv)
 	        .mtu = 1500,
 	        .error_share = 0.1,
 	        .malformed_share = 0.05,
+	        .late_ms = 60000,
 	        .ipv6_share = 0.1,
 	        .vlan_share = 0.2,
 	        .noise_share = 0.01,
@@ -1176,6 +1191,8 @@ tl_cmd_gen(int argc, char **argv)
 	cc.max_queries = o.queries;
 	cc.error_share = o.error_share;
 	cc.malformed_share = o.malformed_share;
+	cc.late_share = o.late_share;
+	cc.late_ms = o.late_ms;
 	cc.max_event_size = o.max_event_size;
 	cc.max_string = o.max_string;
 	cc.max_depth = o.max_depth;

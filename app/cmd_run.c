@@ -15,9 +15,11 @@
 
 #include "tl_app.h"
 #include "tl_cmd.h"
+#include "tl_capture.h"
 #include "tl_dpdk.h"
 #include "tl_dump.h"
 #include "tl_error.h"
+#include "tl_edge.h"
 #include "tl_failover.h"
 #include "tl_json.h"
 #include "tl_ddl.h"
@@ -314,11 +316,111 @@ on_commit(void *arg, unsigned producer, uint64_t user, uint64_t key, int status)
 		tl_framed_on_commit(f, producer, user, key, status);
 }
 
+/*
+ * The capture driver chosen by capture.driver: DPDK, or tapline's own AF_XDP driver. Both
+ * feed the same pipeline workers; only opening, running and their counters differ.
+ */
+struct capture {
+	int kind; /* enum tl_capture_driver */
+	struct tl_dpdk *dpdk;
+	struct tl_xdp *xdp;
+	struct tl_sock *sock;
+};
+
+static int
+capture_open(struct capture *c, const struct tl_capture_conf *conf, const uint16_t *ports,
+		unsigned n_ports, unsigned n_workers)
+{
+	char err[512];
+	int rc;
+
+	c->kind = conf->driver;
+	if (c->kind == TL_CAPTURE_DPDK) {
+		rc = tl_dpdk_open(&conf->dpdk, n_workers, "tapline", &c->dpdk);
+		if (rc == 0)
+			TL_INFO("%s; json extractor %s", tl_dpdk_describe(c->dpdk), tl_json_impl());
+		return rc;
+	}
+	if (c->kind == TL_CAPTURE_SOCKET) {
+		rc = tl_sock_open(&conf->socket, ports, n_ports, n_workers, &c->sock, err,
+				sizeof(err));
+		if (rc < 0) {
+			TL_ERR("capture: %s", err);
+			return rc;
+		}
+		TL_INFO("%s; json extractor %s", tl_sock_describe(c->sock), tl_json_impl());
+		return 0;
+	}
+	rc = tl_xdp_open(&conf->xdp, ports, n_ports, n_workers, &c->xdp, err, sizeof(err));
+	if (rc < 0) {
+		TL_ERR("capture: %s", err);
+		return rc;
+	}
+	TL_INFO("%s; json extractor %s", tl_xdp_describe(c->xdp), tl_json_impl());
+	return 0;
+}
+
+/* Zeroed, cache-aligned memory for the workers: on the port's NUMA node with DPDK. */
+static void *
+capture_zalloc(const struct capture *c, const char *what, size_t size)
+{
+	void *p;
+
+	if (c->kind == TL_CAPTURE_DPDK)
+		return rte_zmalloc_socket(what, size, RTE_CACHE_LINE_SIZE, tl_dpdk_socket(c->dpdk));
+	p = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	if (p != NULL)
+		memset(p, 0, size);
+	return p;
+}
+
+static void
+capture_free(const struct capture *c, void *p)
+{
+	if (c->kind == TL_CAPTURE_DPDK)
+		rte_free(p);
+	else
+		free(p);
+}
+
+static int
+capture_run(struct capture *c, struct tl_pipeline_worker *workers, const uint64_t *expect,
+		uint64_t idle_stop_ns, volatile int *stop)
+{
+	if (c->kind == TL_CAPTURE_DPDK)
+		return tl_dpdk_run(c->dpdk, workers, expect, idle_stop_ns, stop);
+	if (c->kind == TL_CAPTURE_SOCKET)
+		return tl_sock_run(c->sock, workers, idle_stop_ns, stop);
+	return tl_xdp_run(c->xdp, workers, idle_stop_ns, stop);
+}
+
+static void
+capture_stats(struct capture *c, struct tl_counters *nic)
+{
+	if (c->kind == TL_CAPTURE_DPDK)
+		tl_dpdk_stats(c->dpdk, nic);
+	else if (c->kind == TL_CAPTURE_SOCKET)
+		tl_sock_stats(c->sock, nic);
+	else
+		tl_xdp_stats(c->xdp, nic);
+}
+
+static void
+capture_close(struct capture *c)
+{
+	tl_dpdk_close(c->dpdk);
+	tl_xdp_close(c->xdp);
+	tl_sock_close(c->sock);
+	c->dpdk = NULL;
+	c->xdp = NULL;
+	c->sock = NULL;
+}
+
 /* What a scrape reads: the workers' counters and the NIC's, the sinks, spool, uplink. */
 struct scrape {
 	const struct tl_counters *w[64];
 	unsigned n;
-	struct tl_dpdk *dpdk;
+	struct capture *cap;
 	const struct worker_out *outs;
 	struct tl_spool *spool;
 	struct uplinks *ups;
@@ -441,8 +543,24 @@ collect(void *arg, struct tl_metrics_buf *b)
 	struct tl_uplink_stats us;
 
 	memset(&nic, 0, sizeof(nic));
-	tl_dpdk_stats(s->dpdk, &nic);
+	capture_stats(s->cap, &nic);
 	tl_metrics_pipeline(b, s->w, s->n, &nic);
+	if (s->cap->xdp != NULL) {
+		struct tl_xdp_prog_stats xs;
+
+		if (tl_xdp_prog_stats(s->cap->xdp, &xs) == 0) {
+			tl_metrics_family(b, "tapline_xdp_frames_total", "counter",
+					"Frames seen by tapline's XDP program, by what it did with them.");
+			tl_metrics_printf(b, "tapline_xdp_frames_total{action=\"redirected\"} %" PRIu64
+					"\n", xs.redirected);
+			tl_metrics_printf(b, "tapline_xdp_frames_total{action=\"passed\"} %" PRIu64
+					"\n", xs.passed);
+			tl_metrics_printf(b, "tapline_xdp_frames_total{action=\"parse_failed\"} %"
+					PRIu64 "\n", xs.parse_failed);
+			tl_metrics_printf(b, "tapline_xdp_frames_total{action=\"redirect_failed\"} %"
+					PRIu64 "\n", xs.redirect_failed);
+		}
+	}
 
 	tl_metrics_family(b, "tapline_spooled_rows_total", "counter",
 			"Rows encoded by the workers for the spool, by table.");
@@ -717,12 +835,13 @@ tl_cmd_run(int argc, char **argv)
 	static struct live_out lo;
 	struct run_opts o;
 	struct tl_schema *schema = NULL;
-	struct tl_dpdk *dpdk = NULL;
+	static struct capture cap;
 	struct tl_pipeline_worker *workers = NULL;
 	struct worker_out *outs = NULL;
 	struct tl_spool *spool = NULL;
 	struct tl_framed *framed = NULL;
 	static struct tl_side side;
+	struct tl_edge *edge = NULL;
 	static struct uplinks ups = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	struct tl_metrics *metrics = NULL;
 	static struct scrape scrape;
@@ -788,20 +907,22 @@ tl_cmd_run(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	/* A peer closing an HTTP connection must not kill the appliance. */
 	signal(SIGPIPE, SIG_IGN);
-	rc = tl_dpdk_open(&cfg.capture.dpdk, n_workers, "tapline", &dpdk);
+	if (o.pcap && cfg.capture.driver != TL_CAPTURE_DPDK) {
+		TL_ERR("--pcap replays through DPDK net_pcap: needs capture.driver dpdk");
+		exit_code = TL_EXIT_USAGE;
+		goto out;
+	}
+	rc = capture_open(&cap, &cfg.capture, ports, (unsigned)n_ports, n_workers);
 	if (rc < 0)
 		goto out;
-	TL_INFO("%s; json extractor %s", tl_dpdk_describe(dpdk), tl_json_impl());
 
 	/* Worker state on the port's NUMA node, one cache-aligned struct per queue. */
-	workers = rte_zmalloc_socket("tl_pipeline", sizeof(*workers) * n_workers,
-			RTE_CACHE_LINE_SIZE, tl_dpdk_socket(dpdk));
+	workers = capture_zalloc(&cap, "tl_pipeline", sizeof(*workers) * n_workers);
 	if (workers == NULL) {
 		TL_ERR("cannot allocate %u pipeline workers", n_workers);
 		goto out;
 	}
-	outs = rte_zmalloc_socket("tl_outs", sizeof(*outs) * n_workers, RTE_CACHE_LINE_SIZE,
-			tl_dpdk_socket(dpdk));
+	outs = capture_zalloc(&cap, "tl_outs", sizeof(*outs) * n_workers);
 	if (outs == NULL) {
 		TL_ERR("cannot allocate %u worker outputs", n_workers);
 		goto out;
@@ -824,14 +945,25 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (cfg.appliance_id[0] == '\0' &&
+			gethostname(cfg.appliance_id, sizeof(cfg.appliance_id) - 1) != 0)
+		snprintf(cfg.appliance_id, sizeof(cfg.appliance_id), "tapline");
+	if (cfg.rollup.enabled) {
+		char err[512];
+
+		rc = tl_edge_create(&cfg.rollup, schema, cfg.appliance_id, spool, &side, &edge, err,
+				sizeof(err));
+		if (rc < 0) {
+			TL_ERR("%s", err);
+			exit_code = TL_EXIT_USAGE;
+			goto out;
+		}
+	}
 	rc = tl_side_install(&side, spool);
 	if (rc < 0) {
 		TL_ERR("spool hooks: %s", tl_strerror(rc));
 		goto out;
 	}
-	if (cfg.appliance_id[0] == '\0' &&
-			gethostname(cfg.appliance_id, sizeof(cfg.appliance_id) - 1) != 0)
-		snprintf(cfg.appliance_id, sizeof(cfg.appliance_id), "tapline");
 	for (n_init = 0; n_init < n_workers; n_init++) {
 		struct worker_out *w = &outs[n_init];
 
@@ -850,6 +982,19 @@ tl_cmd_run(int argc, char **argv)
 		if (rc < 0)
 			goto out;
 		w->spooling = true;
+		if (edge != NULL) {
+			char err[512];
+			int ct, cd, cu;
+
+			rc = tl_edge_columns(&cfg.rollup, schema, &ct, &cd, &cu, err, sizeof(err));
+			if (rc == 0)
+				rc = tl_sink_set_rollup(&w->sink, &cfg.rollup, &side, ct, cd, cu);
+			if (rc < 0) {
+				TL_ERR("worker %u: rollups: %s", n_init, tl_strerror(rc));
+				goto out;
+			}
+			tl_edge_seed(edge, w->sink.wm, 0);
+		}
 		rc = tl_pipeline_worker_init(&workers[n_init], &cfg.pipeline, schema, ports,
 				(unsigned)n_ports, out_event, w);
 		if (rc < 0) {
@@ -939,7 +1084,7 @@ tl_cmd_run(int argc, char **argv)
 
 	if (cfg.metrics.enabled) {
 		scrape.n = n_workers;
-		scrape.dpdk = dpdk;
+		scrape.cap = &cap;
 		scrape.outs = outs;
 		scrape.spool = spool;
 		scrape.ups = &ups;
@@ -956,7 +1101,7 @@ tl_cmd_run(int argc, char **argv)
 				tl_metrics_port(metrics));
 	}
 	tl_metrics_set_health(metrics, true, NULL);
-	rc = tl_dpdk_run(dpdk, workers, o.once ? expect : NULL, o.once ? o.idle_timeout : 0,
+	rc = capture_run(&cap, workers, o.once ? expect : NULL, o.once ? o.idle_timeout : 0,
 			&stop_flag);
 	tl_metrics_set_health(metrics, false, "stopping");
 	if (rc < 0)
@@ -968,6 +1113,10 @@ tl_cmd_run(int argc, char **argv)
 	rc = tl_spool_flush(spool, 60ull * 1000000000ull);
 	if (rc < 0)
 		TL_ERR("spool: final commit: %s", tl_strerror(rc));
+	/* Every window still open goes out now, with the state that says so. */
+	rc = tl_edge_finish(edge, 30ull * 1000000000ull);
+	if (rc < 0)
+		TL_ERR("rollup: final windows: %s", tl_strerror(rc));
 	if (o.once) {
 		struct tl_uplink *u[MAX_UPLINKS];
 		unsigned n;
@@ -986,7 +1135,7 @@ tl_cmd_run(int argc, char **argv)
 	memset(&total, 0, sizeof(total));
 	for (unsigned i = 0; i < n_workers; i++)
 		tl_counters_add(&total, &workers[i].cnt);
-	tl_dpdk_stats(dpdk, &total);
+	capture_stats(&cap, &total);
 	TL_INFO("%" PRIu64 " frames, %" PRIu64 " events valid (%" PRIu64 " error), %" PRIu64
 		" rejected",
 			total.rx_frames, total.events_valid, total.events_error, total.events_rejected);
@@ -1025,7 +1174,9 @@ out:
 	ups.n = 0;
 	tl_failover_free(ups.fo);
 	ups.fo = NULL;
+	tl_edge_stop(edge);
 	tl_spool_close(spool);
+	tl_edge_free(edge);
 	if (outs) {
 		for (unsigned i = 0; i < n_workers; i++) {
 			tl_framed_worker_free(outs[i].fw);
@@ -1035,19 +1186,19 @@ out:
 				exit_code = TL_EXIT_FAIL;
 			}
 		}
-		rte_free(outs);
+		capture_free(&cap, outs);
 	}
 	tl_metrics_stop(metrics);
 	if (workers) {
 		for (unsigned i = 0; i < n_init; i++)
 			tl_pipeline_worker_fini(&workers[i]);
-		rte_free(workers);
+		capture_free(&cap, workers);
 	}
 	tl_framed_free(framed);
 	tl_live_destroy(live);
 	tl_live_gen_free(gen);
 	free(loaded);
-	tl_dpdk_close(dpdk);
+	capture_close(&cap);
 	tl_schema_free(schema);
 	return exit_code;
 }

@@ -55,6 +55,11 @@ const struct tl_opt tl_app_opts[] = {
 		.offset = offsetof(struct tl_app_config, framed), .sub = tl_framed_opts,
 		.check = tl_framed_check,
 		.desc = "acknowledged framed protocol: keys, dedup windows, ACK timing"},
+	{.name = "rollup", .type = TL_OPT_SECTION,
+		.offset = offsetof(struct tl_app_config, rollup), .sub = tl_rollup_opts,
+		.check = tl_rollup_check,
+		.desc = "watermarks, late flags and edge rollups (count, errors, durations) per "
+			"window, event type and database"},
 	{.name = NULL},
 };
 

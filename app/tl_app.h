@@ -17,6 +17,7 @@
 #include "tl_schema.h"
 #include "tl_ch.h"
 #include "tl_framed.h"
+#include "tl_rollup.h"
 #include "tl_sink.h"
 #include "tl_spool.h"
 
@@ -34,6 +35,7 @@ struct tl_app_config {
 	struct tl_classify_conf classify;
 	struct tl_route_conf routing;
 	struct tl_framed_conf framed;
+	struct tl_rollup_conf rollup;
 };
 
 extern const struct tl_opt tl_app_opts[];

@@ -666,6 +666,7 @@ tl_corpus_conf_defaults(struct tl_corpus_conf *conf)
 	        .id_max_len = 256,
 	        .min_size = 1024,
 	        .max_size = 5120,
+	        .late_ms = 60000,
 	};
 }
 
@@ -1480,6 +1481,10 @@ tl_corpus_next(struct tl_corpus_gen *g, struct tl_corpus_event *ev)
 	else if (step > 2)
 		q->t += 50 + rnd(g, 5000);
 	f.time_ms = q->t;
+	/* Late: an event that arrives long after the ones around it (a producer's buffered
+	 * backlog). Drawn only when asked for, so other corpora keep their bytes. */
+	if (g->conf.late_share > 0 && fault == TL_FAULT_NONE && chance(g, g->conf.late_share))
+		f.time_ms -= (int64_t)g->conf.late_ms;
 	f.duration = (uint64_t)(q->t - q->t0);
 	b.spaced = chance(g, 0.1);
 

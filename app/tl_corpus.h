@@ -173,6 +173,9 @@ struct tl_corpus_conf {
 	uint32_t max_size;       /**< largest valid event in bytes (5120) */
 	uint32_t fault_mask;     /**< bit (1 << fault): kinds allowed; 0 = every feasible one */
 	bool truth;              /**< build the truth line of every event */
+	double late_share;       /**< share of valid events sent late: their event time is
+	                              late_ms behind their query's clock (0) */
+	uint64_t late_ms;        /**< how far behind (60000) */
 };
 
 /** Fill @p conf with the defaults above. */

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tl_json.h"
 #include "tl_log.h"
 #include "tl_sink.h"
 
@@ -53,6 +54,14 @@ lane_init(struct tl_sink *s, struct tl_sink_lane *l, uint32_t route)
 	memset(l, 0, sizeof(*l));
 	l->route = route;
 	ec.route = route;
+	if (s->wm != NULL) {
+		unsigned li = (unsigned)(l - s->lane);
+
+		for (int t = 0; t < TL_BATCH_DEAD_LETTER; t++)
+			if (s->delta[li][t] == NULL &&
+					(rc = tl_rollup_delta_create(s->ru, &s->delta[li][t])) < 0)
+				return rc;
+	}
 	for (int t = 0; t < TL_BATCH_EVENT_TABLES; t++) {
 		rc = tl_encoder_create(s->schema, (enum tl_batch_table)t, &ec, &l->enc[t]);
 		if (rc < 0)
@@ -116,9 +125,69 @@ tl_sink_fini(struct tl_sink *s)
 {
 	if (s == NULL)
 		return;
-	for (unsigned i = 0; i < TL_SINK_MAX_ROUTES; i++)
+	for (unsigned i = 0; i < TL_SINK_MAX_ROUTES; i++) {
 		lane_fini(&s->lane[i]);
+		for (int t = 0; t < TL_BATCH_DEAD_LETTER; t++) {
+			tl_rollup_delta_free(s->delta[i][t]);
+			s->delta[i][t] = NULL;
+		}
+	}
+	tl_watermark_free(s->wm);
+	s->wm = NULL;
 	s->n_lanes = 0;
+}
+
+int
+tl_sink_set_rollup(struct tl_sink *s, const struct tl_rollup_conf *conf,
+		const struct tl_side *side, int type_col, int db_col, int dur_col)
+{
+	int rc;
+
+	if (s == NULL || conf == NULL || side == NULL || type_col < 0 || db_col < 0 ||
+			s->wm != NULL)
+		return -EINVAL;
+	rc = tl_watermark_create(conf, &s->wm);
+	if (rc < 0)
+		return rc;
+	s->ru = conf;
+	s->side = side;
+	s->ru_type = type_col;
+	s->ru_db = db_col;
+	s->ru_dur = dur_col;
+	for (unsigned i = 0; i < s->n_lanes; i++)
+		for (int t = 0; t < TL_BATCH_DEAD_LETTER; t++)
+			if ((rc = tl_rollup_delta_create(conf, &s->delta[i][t])) < 0)
+				return rc;
+	return 0;
+}
+
+/*
+ * A rollup key (event type, database) from a string column, decoded as the row stores it
+ * (rollups group like the rows they count). Longer escaped values than the scratch holds
+ * (absurd for such names) stay escaped; the key is cut at TL_ROLLUP_KEY_MAX anyway.
+ */
+static inline const char *
+key_of(const struct tl_value *v, uint8_t *scratch, size_t *len)
+{
+	if (v->kind != TL_VAL_STRING) {
+		*len = 0;
+		return "";
+	}
+	if (v->escaped && v->len <= TL_SINK_KEY_SCRATCH) {
+		*len = tl_json_unescape(v->ptr, v->len, scratch);
+		return (const char *)scratch;
+	}
+	*len = v->len;
+	return (const char *)v->ptr;
+}
+
+/* The rollup delta of lane @p l's pending batch of table @p t, or NULL. */
+static inline struct tl_rollup_delta *
+delta_of(struct tl_sink *s, const struct tl_sink_lane *l, enum tl_batch_table t)
+{
+	if (s->wm == NULL || t >= TL_BATCH_DEAD_LETTER)
+		return NULL;
+	return s->delta[l - s->lane][t];
 }
 
 bool
@@ -177,6 +246,7 @@ seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 {
 	bool framed = l->first_frame[t] != 0;
 	struct tl_spool_buf *buf = tl_spool_buf_get(s->spool, s->producer);
+	struct tl_rollup_delta *d;
 	struct tl_batch_hdr h;
 	uint64_t fr = 0;
 	size_t len;
@@ -208,6 +278,19 @@ seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 	buf->len = (uint32_t)len;
 	tl_batch_hdr_read(buf->data, &h);
 	buf->user = (uint64_t)h.rows << 8 | (uint64_t)t; /* for the commit callback */
+	d = delta_of(s, l, t);
+	if (d != NULL) {
+		uint32_t cap;
+		uint8_t *m = tl_side_region(s->side, buf, TL_SIDE_ROLLUP, &cap);
+		long dl = m != NULL ? tl_rollup_delta_save(d, m, cap) : -ENOSPC;
+
+		if (dl > 0)
+			tl_side_set_len(s->side, buf, TL_SIDE_ROLLUP, (uint32_t)dl);
+		else
+			TL_LOG_RATELIMITED(TL_LOG_ERR, 10, "sink %u: a rollup delta does not "
+					"fit its side region", s->producer);
+		tl_rollup_delta_reset(d); /* the batch's rows leave now, stored or dropped */
+	}
 	if (s->on_seal != NULL) {
 		fr = frontier_without(s, l, t);
 		s->on_seal(s->on_seal_arg, buf, fr);
@@ -291,12 +374,16 @@ close_run(struct tl_sink *s)
 
 static inline int
 encode(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t, const struct tl_event *ev,
-		enum tl_reason verdict)
+		enum tl_reason verdict, bool late)
 {
 	if (verdict != TL_REASON_OK)
 		return tl_encode_reject(l->enc[t], ev, verdict, s->wall_ns);
-	if (s->meta != NULL)
-		return tl_encode_event_meta(l->enc[t], ev, s->meta, s->wall_ns);
+	if (s->meta != NULL || late) {
+		struct tl_encode_meta m = s->meta ? *s->meta : (struct tl_encode_meta){0};
+
+		m.late = late;
+		return tl_encode_event_meta(l->enc[t], ev, &m, s->wall_ns);
+	}
 	return tl_encode_event(l->enc[t], ev, s->wall_ns);
 }
 
@@ -308,6 +395,12 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 	/* A rejected event's fields may never have been read: the default route's
 	 * dead_letter takes it. */
 	struct tl_sink_lane *l = lane_of(s, verdict == TL_REASON_OK ? ev->route : 0);
+	struct tl_rollup_delta *d;
+	const char *type = "", *db = "";
+	size_t type_len = 0, db_len = 0;
+	uint64_t stream = 0, dur = 0;
+	bool late = false, has_dur = false;
+	int64_t ts = 0;
 	int rc;
 
 	if (unlikely(l == NULL)) {
@@ -318,9 +411,32 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 		s->cnt.dropped_rows[t]++;
 		return;
 	}
+	d = delta_of(s, l, t);
+	if (d != NULL) {
+		const struct tl_value *v;
+
+		stream = s->meta ? s->meta->producer_id : 0;
+		ts = ev->time_ns != 0 ? ev->time_ns : s->wall_ns;
+		late = tl_watermark_observe(s->wm, stream, ts, s->mono_ns);
+		type = key_of(&ev->col[s->ru_type], s->key_buf[0], &type_len);
+		db = key_of(&ev->col[s->ru_db], s->key_buf[1], &db_len);
+		if (s->ru_dur >= 0) {
+			v = &ev->col[s->ru_dur];
+			has_dur = (v->kind == TL_VAL_INT && v->i >= 0) || v->kind == TL_VAL_UINT ||
+					(v->kind == TL_VAL_FLOAT && v->f >= 0 && v->f < 1.8e19);
+			dur = v->kind == TL_VAL_INT ? (uint64_t)v->i
+				: v->kind == TL_VAL_UINT ? v->u : (uint64_t)v->f;
+		}
+		/* A delta full of other windows, types or streams: its batch goes first. */
+		if (!tl_rollup_delta_fits(d, stream, ts, type, type_len, db, db_len) &&
+				tl_encode_pending(l->enc[t]) > 0 && seal(s, l, t) < 0) {
+			s->cnt.dropped_rows[t]++;
+			return;
+		}
+	}
 	if (tl_encode_pending(l->enc[t]) == 0)
 		l->first_mono[t] = s->mono_ns;
-	rc = encode(s, l, t, ev, verdict);
+	rc = encode(s, l, t, ev, verdict, late);
 	if (unlikely(rc == -ENOBUFS)) {
 		/* The row does not fit what is left: seal, then it goes first in the next. */
 		if (seal(s, l, t) < 0) {
@@ -328,11 +444,16 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 			return;
 		}
 		l->first_mono[t] = s->mono_ns;
-		rc = encode(s, l, t, ev, verdict);
+		rc = encode(s, l, t, ev, verdict, late);
 	}
 	if (unlikely(rc < 0)) {
 		s->cnt.encode_errors++;
 		return;
+	}
+	if (d != NULL) {
+		tl_rollup_delta_add(d, stream, ts, type, type_len, db, db_len,
+				t == TL_BATCH_ERROR_EVENTS, late, has_dur, dur);
+		s->late_rows += late;
 	}
 	if (s->frame != 0 && l->first_frame[t] == 0)
 		l->first_frame[t] = s->frame;

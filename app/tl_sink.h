@@ -30,6 +30,8 @@
 #include "tl_event.h"
 #include "tl_opt.h"
 #include "tl_reason.h"
+#include "tl_rollup.h"
+#include "tl_side.h"
 #include "tl_spool.h"
 
 /** The `batch:` section of a profile. */
@@ -48,6 +50,7 @@ extern const struct tl_opt tl_batch_opts[];
 
 /** Per-worker sink counters (single writer: the worker). */
 #define TL_SINK_MAX_ROUTES 64 /**< destinations one worker batches for */
+#define TL_SINK_KEY_SCRATCH 512 /**< longest escaped rollup key decoded */
 
 /** Per-worker sink counters (single writer: the worker). */
 struct tl_sink_counters {
@@ -104,6 +107,14 @@ struct tl_sink {
 	const struct tl_encode_meta *meta;          /**< the frame's source, or NULL */
 	tl_sink_seal_fn on_seal;
 	void *on_seal_arg;
+	/* edge rollups (app/tl_edge.h), all NULL when off */
+	const struct tl_side *side;
+	struct tl_watermark *wm;
+	const struct tl_rollup_conf *ru;
+	int ru_type, ru_db, ru_dur;                 /**< schema columns feeding them */
+	uint64_t late_rows;                         /**< rows flagged late */
+	uint8_t key_buf[2][TL_SINK_KEY_SCRATCH];   /**< decoded rollup keys */
+	struct tl_rollup_delta *delta[TL_SINK_MAX_ROUTES][TL_BATCH_DEAD_LETTER];
 } __attribute__((aligned(64)));
 
 /**
@@ -122,6 +133,17 @@ int tl_sink_init(struct tl_sink *s, const struct tl_schema *schema,
 
 /** Free the encoders (pending rows are lost: tick with UINT64_MAX first). NULL-safe. */
 void tl_sink_fini(struct tl_sink *s);
+
+/**
+ * Turn on late flags and rollup deltas (app/tl_edge.h): a watermark per stream (the
+ * frame's producer, or 0 for raw datagrams) flags late rows; every pending batch of
+ * sink_output and error_events keeps its rows' rollup delta, written into the buffer's
+ * side region TL_SIDE_ROLLUP when it is sealed (a batch is sealed early when its delta
+ * is full). @p conf and @p side must outlive the sink. Before the first event.
+ * @return 0; -EINVAL; -ENOMEM.
+ */
+int tl_sink_set_rollup(struct tl_sink *s, const struct tl_rollup_conf *conf,
+		const struct tl_side *side, int type_col, int db_col, int dur_col);
 
 /** Whether some batch waits for a spool buffer (new rows for it are being dropped). */
 bool tl_sink_blocked(const struct tl_sink *s);

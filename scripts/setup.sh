@@ -7,7 +7,7 @@ pkgs=(
 	libdpdk-dev dpdk libhyperscan-dev liblmdb-dev lmdb-utils libbpf-dev libxdp-dev xdp-tools
 	libcmocka-dev libzstd-dev liblz4-dev libdeflate-dev libcurl4-openssl-dev libyaml-dev
 	libmicrohttpd-dev libxxhash-dev libjansson-dev libsimdjson-dev libpcap-dev libssl-dev
-	libclang-rt-14-dev iproute2 procps ethtool bpftool tcpdump curl
+	libclang-rt-14-dev iproute2 iputils-ping procps ethtool bpftool tcpdump curl
 	clickhouse-server clickhouse-client prometheus
 )
 missing=()
