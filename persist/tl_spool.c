@@ -1938,6 +1938,76 @@ tl_spool_state_get(struct tl_spool *sp, const char *name, void **val, size_t *le
 	return rc;
 }
 
+int
+tl_spool_txn_state_del(struct tl_spool_txn *t, const char *name)
+{
+	size_t nl = state_name_len(name);
+	MDB_val k = {.mv_size = nl, .mv_data = (void *)name};
+	int rc;
+
+	if (t == NULL || nl == 0)
+		return -EINVAL;
+	if (t->map_full)
+		return -ENOSPC;
+	if (t->err != 0)
+		return t->err;
+	rc = mdb_del(t->txn, t->sp->dbi_state, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == MDB_MAP_FULL) {
+		t->map_full = true;
+		return -ENOSPC;
+	}
+	if (rc != 0) {
+		t->err = mdb_fail("state delete", rc);
+		return t->err;
+	}
+	return 0;
+}
+
+int
+tl_spool_state_scan(struct tl_spool *sp, const char *prefix, tl_spool_state_fn fn, void *arg)
+{
+	size_t pl = prefix ? strlen(prefix) : 0;
+	MDB_val k = {.mv_size = pl, .mv_data = (void *)prefix}, v;
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	int rc, n = 0;
+
+	if (sp == NULL || fn == NULL || pl == 0 || pl > TL_SPOOL_STATE_NAME_MAX)
+		return -EINVAL;
+	if (!sp->has_state)
+		return 0;
+	rc = begin_read(sp, &txn);
+	if (rc < 0)
+		return rc;
+	rc = mdb_cursor_open(txn, sp->dbi_state, &cur);
+	if (rc != 0) {
+		end_read(sp, txn);
+		return mdb_fail("state scan", rc);
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		char name[TL_SPOOL_STATE_NAME_MAX + 1];
+		int r;
+
+		if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0 ||
+		        k.mv_size > TL_SPOOL_STATE_NAME_MAX)
+			break;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		r = fn(arg, name, v.mv_data, v.mv_size);
+		n++;
+		if (r != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	end_read(sp, txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return mdb_fail("state scan", rc);
+	return n;
+}
+
 /* ---- stats ---- */
 
 void

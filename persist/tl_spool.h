@@ -182,6 +182,24 @@ int tl_spool_set_hooks(struct tl_spool *sp, const struct tl_spool_hooks *h);
 int tl_spool_txn_state_put(struct tl_spool_txn *txn, const char *name, const void *val, size_t len);
 
 /**
+ * From a transaction hook: delete state @p name (absent: nothing to do) in the hook's
+ * transaction.
+ * @return 0; -EINVAL; -ENOSPC (the map is full: the round is retried); TL_E_SPOOL.
+ */
+int tl_spool_txn_state_del(struct tl_spool_txn *txn, const char *name);
+
+/** Receives states from tl_spool_state_scan(); @p val is valid during the call only.
+ *  @return 0 to go on, non-zero to stop. */
+typedef int (*tl_spool_state_fn)(void *arg, const char *name, const void *val, size_t len);
+
+/**
+ * Every state whose name starts with @p prefix, in name order, in one read transaction
+ * (a snapshot). Thread-safe.
+ * @return the number passed to @p fn; -EINVAL; TL_E_SPOOL.
+ */
+int tl_spool_state_scan(struct tl_spool *sp, const char *prefix, tl_spool_state_fn fn, void *arg);
+
+/**
  * From a transaction hook: how many times the hook already ran for the records of this
  * transaction (0 the first time; more after a map-full retry, whose earlier transaction
  * was not stored). A hook that changes memory of its own restores it when this is > 0.

@@ -2312,6 +2312,82 @@ test_spool_state_put_bad_name_einval(void **state)
 	tl_spool_close(sp);
 }
 
+/* States named by a prefix: written and deleted by the hook, read back in name order. */
+struct scanhook {
+	unsigned call;
+};
+
+static int
+hk_scan(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bufs, unsigned n)
+{
+	struct scanhook *h = arg;
+	int rc = 0;
+
+	(void)bufs;
+	(void)n;
+	if (h->call++ == 0) {
+		rc = tl_spool_txn_state_put(txn, "ids.0000000000000002", "b", 1);
+		rc = rc ?: tl_spool_txn_state_put(txn, "ids.0000000000000001", "a", 1);
+		rc = rc ?: tl_spool_txn_state_put(txn, "idt", "x", 1);
+		rc = rc ?: tl_spool_txn_state_put(txn, "ids.0000000000000003", "cc", 2);
+	} else {
+		rc = tl_spool_txn_state_del(txn, "ids.0000000000000002");
+		/* Absent: nothing to do. */
+		rc = rc ?: tl_spool_txn_state_del(txn, "ids.0000000000000009");
+	}
+	return rc;
+}
+
+struct scanned {
+	unsigned n, stop_after;
+	char names[8][TL_SPOOL_STATE_NAME_MAX + 1];
+	size_t len[8];
+};
+
+static int
+collect_state(void *arg, const char *name, const void *val, size_t len)
+{
+	struct scanned *s = arg;
+
+	(void)val;
+	snprintf(s->names[s->n], sizeof(s->names[s->n]), "%s", name);
+	s->len[s->n++] = len;
+	return s->stop_after && s->n == s->stop_after;
+}
+
+static void
+test_spool_state_scan_prefix_and_delete(void **state)
+{
+	struct fixture *fx = *state;
+	struct scanhook h = {0};
+	struct tl_spool_hooks hk = {.on_txn = hk_scan, .arg = &h};
+	struct tl_spool *sp = open_spool(&fx->conf, 1, NULL);
+	struct scanned sc;
+
+	assert_int_equal(tl_spool_set_hooks(sp, &hk), 0);
+	assert_int_equal(tl_spool_kick_wait(sp, tl_spool_kick(sp), 5 * SEC), 0);
+	memset(&sc, 0, sizeof(sc));
+	assert_int_equal(tl_spool_state_scan(sp, "ids.", collect_state, &sc), 3);
+	assert_string_equal(sc.names[0], "ids.0000000000000001");
+	assert_string_equal(sc.names[1], "ids.0000000000000002");
+	assert_string_equal(sc.names[2], "ids.0000000000000003");
+	assert_int_equal(sc.len[2], 2);
+	memset(&sc, 0, sizeof(sc));
+	sc.stop_after = 1;
+	assert_int_equal(tl_spool_state_scan(sp, "ids.", collect_state, &sc), 1);
+	assert_int_equal(tl_spool_kick_wait(sp, tl_spool_kick(sp), 5 * SEC), 0);
+	tl_spool_close(sp);
+	sp = open_spool(&fx->conf, 1, NULL);
+	memset(&sc, 0, sizeof(sc));
+	assert_int_equal(tl_spool_state_scan(sp, "ids.", collect_state, &sc), 2);
+	assert_string_equal(sc.names[0], "ids.0000000000000001");
+	assert_string_equal(sc.names[1], "ids.0000000000000003");
+	assert_int_equal(tl_spool_state_scan(sp, "", collect_state, &sc), -EINVAL);
+	assert_int_equal(tl_spool_state_scan(sp, "ids.", NULL, &sc), -EINVAL);
+	assert_int_equal(tl_spool_txn_state_del(NULL, "x"), -EINVAL);
+	tl_spool_close(sp);
+}
+
 /* Kicked transactions run the hook without records; kicks coalesce. */
 struct kicklog {
 	unsigned empty_calls;
@@ -2911,6 +2987,8 @@ main(void)
 	                teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_claim_bad_args_einval_erofs, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_spool_state_scan_prefix_and_delete, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_spool_kick_runs_hook_without_records, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
