@@ -21,6 +21,7 @@
 #include "tl_error.h"
 #include "tl_edge.h"
 #include "tl_failover.h"
+#include "tl_rawdedup.h"
 #include "tl_json.h"
 #include "tl_ddl.h"
 #include "tl_live.h"
@@ -427,7 +428,65 @@ struct scrape {
 	struct tl_live *live;
 	struct tl_reload *reload;
 	struct tl_framed *framed;
+	struct tl_edge *edge;
+	struct tl_rawdedup *rawdedup;
 };
+
+/* Late rows, edge rollups and raw-mode dedup. */
+static void
+collect_edge(struct scrape *s, struct tl_metrics_buf *b)
+{
+	uint64_t late = 0, dups = 0, mem = 0, batches = 0;
+	struct tl_rollup_stats st;
+
+	for (unsigned i = 0; i < s->n; i++) {
+		late += __atomic_load_n(&s->outs[i].sink.late_rows, __ATOMIC_RELAXED);
+		dups += __atomic_load_n(&s->outs[i].sink.dup_rows, __ATOMIC_RELAXED);
+		if (s->outs[i].sink.dd != NULL) {
+			struct tl_dedup_events_stats ds;
+
+			/* memory_bytes is fixed at create: no race with the worker. */
+			tl_dedup_events_stats(s->outs[i].sink.dd, &ds);
+			mem += ds.memory_bytes;
+		}
+	}
+	tl_metrics_family(b, "tapline_late_rows_total", "counter",
+			"Rows stored with late = 1 (behind their stream's watermark).");
+	tl_metrics_printf(b, "tapline_late_rows_total %" PRIu64 "\n", late);
+	if (s->rawdedup != NULL) {
+		tl_metrics_family(b, "tapline_dedup_raw_duplicates_total", "counter",
+				"Raw-mode events dropped: their event_id was accepted within the window.");
+		tl_metrics_printf(b, "tapline_dedup_raw_duplicates_total %" PRIu64 "\n", dups);
+		tl_metrics_family(b, "tapline_dedup_raw_memory_bytes", "gauge",
+				"Memory of the workers' raw-mode dedup tables.");
+		tl_metrics_printf(b, "tapline_dedup_raw_memory_bytes %" PRIu64 "\n", mem);
+		tl_metrics_family(b, "tapline_dedup_raw_stored_ids", "gauge",
+				"Event ids the spool keeps for the next start.");
+		tl_metrics_printf(b, "tapline_dedup_raw_stored_ids %" PRIu64 "\n",
+				tl_rawdedup_stored(s->rawdedup));
+	}
+	if (s->edge == NULL)
+		return;
+	tl_edge_stats(s->edge, &st, &batches);
+	tl_metrics_family(b, "tapline_rollup_rows_total", "counter",
+			"Rollup rows emitted, by kind (first emission of a window, or correction).");
+	tl_metrics_printf(b, "tapline_rollup_rows_total{kind=\"window\"} %" PRIu64 "\n",
+			st.rows_emitted - st.corrections);
+	tl_metrics_printf(b, "tapline_rollup_rows_total{kind=\"correction\"} %" PRIu64 "\n",
+			st.corrections);
+	tl_metrics_family(b, "tapline_rollup_forced_total", "counter",
+			"Rollup cells emitted early because the table of open cells was full.");
+	tl_metrics_printf(b, "tapline_rollup_forced_total %" PRIu64 "\n", st.forced);
+	tl_metrics_family(b, "tapline_rollup_cells", "gauge", "Rollup cells held.");
+	tl_metrics_printf(b, "tapline_rollup_cells %" PRIu64 "\n", st.cells);
+	tl_metrics_family(b, "tapline_rollup_streams", "gauge", "Streams the rollup tracks.");
+	tl_metrics_printf(b, "tapline_rollup_streams %" PRIu64 "\n", st.streams);
+	tl_metrics_family(b, "tapline_rollup_memory_bytes", "gauge", "Memory of the rollup.");
+	tl_metrics_printf(b, "tapline_rollup_memory_bytes %" PRIu64 "\n", st.memory_bytes);
+	tl_metrics_family(b, "tapline_rollup_batches_total", "counter",
+			"Rollups batches stored in the spool.");
+	tl_metrics_printf(b, "tapline_rollup_batches_total %" PRIu64 "\n", batches);
+}
 
 /* A log2-bucketed ns histogram as a Prometheus histogram in seconds. */
 static void
@@ -562,6 +621,7 @@ collect(void *arg, struct tl_metrics_buf *b)
 		}
 	}
 
+	collect_edge(s, b);
 	tl_metrics_family(b, "tapline_spooled_rows_total", "counter",
 			"Rows encoded by the workers for the spool, by table.");
 	for (int t = 0; t < TL_BATCH_TABLE_MAX; t++) {
@@ -842,6 +902,7 @@ tl_cmd_run(int argc, char **argv)
 	struct tl_framed *framed = NULL;
 	static struct tl_side side;
 	struct tl_edge *edge = NULL;
+	struct tl_rawdedup *rawdedup = NULL;
 	static struct uplinks ups = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	struct tl_metrics *metrics = NULL;
 	static struct scrape scrape;
@@ -959,6 +1020,16 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (cfg.dedup.enabled) {
+		char err[512];
+
+		rc = tl_rawdedup_create(&cfg.dedup, n_workers, (uint32_t)cfg.batch.rows, spool,
+				&side, &rawdedup, err, sizeof(err));
+		if (rc < 0) {
+			TL_ERR("%s", err);
+			goto out;
+		}
+	}
 	rc = tl_side_install(&side, spool);
 	if (rc < 0) {
 		TL_ERR("spool hooks: %s", tl_strerror(rc));
@@ -982,6 +1053,15 @@ tl_cmd_run(int argc, char **argv)
 		if (rc < 0)
 			goto out;
 		w->spooling = true;
+		if (rawdedup != NULL) {
+			rc = tl_sink_set_dedup(&w->sink, &side, (uint32_t)cfg.dedup.capacity,
+					cfg.dedup.window_ns);
+			if (rc < 0) {
+				TL_ERR("worker %u: dedup: %s", n_init, tl_strerror(rc));
+				goto out;
+			}
+			tl_rawdedup_restore(rawdedup, w->sink.dd);
+		}
 		if (edge != NULL) {
 			char err[512];
 			int ct, cd, cu;
@@ -1091,6 +1171,8 @@ tl_cmd_run(int argc, char **argv)
 		scrape.live = live;
 		scrape.reload = reload_ctl;
 		scrape.framed = framed;
+		scrape.edge = edge;
+		scrape.rawdedup = rawdedup;
 		for (unsigned i = 0; i < n_workers; i++)
 			scrape.w[i] = &workers[i].cnt;
 		if (tl_metrics_create(&cfg.metrics, &metrics) < 0 ||
@@ -1177,6 +1259,7 @@ out:
 	tl_edge_stop(edge);
 	tl_spool_close(spool);
 	tl_edge_free(edge);
+	tl_rawdedup_free(rawdedup);
 	if (outs) {
 		for (unsigned i = 0; i < n_workers; i++) {
 			tl_framed_worker_free(outs[i].fw);

@@ -17,6 +17,7 @@
 #include "tl_schema.h"
 #include "tl_ch.h"
 #include "tl_framed.h"
+#include "tl_rawdedup.h"
 #include "tl_rollup.h"
 #include "tl_sink.h"
 #include "tl_spool.h"
@@ -36,6 +37,7 @@ struct tl_app_config {
 	struct tl_route_conf routing;
 	struct tl_framed_conf framed;
 	struct tl_rollup_conf rollup;
+	struct tl_rawdedup_conf dedup;
 };
 
 extern const struct tl_opt tl_app_opts[];

@@ -25,6 +25,7 @@
 enum tl_side_part {
 	TL_SIDE_FRAMED, /**< app/tl_framed.c: (producer, sequence) pairs */
 	TL_SIDE_ROLLUP, /**< app/tl_edge.c: a serialised rollup delta */
+	TL_SIDE_DEDUP,  /**< app/tl_rawdedup.c: the raw-mode event ids of the batch */
 	TL_SIDE_PARTS
 };
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,15 @@ lane_init(struct tl_sink *s, struct tl_sink_lane *l, uint32_t route)
 	memset(l, 0, sizeof(*l));
 	l->route = route;
 	ec.route = route;
+	if (s->dd != NULL) {
+		unsigned li = (unsigned)(l - s->lane);
+
+		for (int t = 0; t < TL_BATCH_DEAD_LETTER; t++)
+			if (s->ids[li][t] == NULL &&
+					(s->ids[li][t] = malloc((size_t)s->ec.batch_rows *
+							TL_DEDUP_EVENT_ID_LEN)) == NULL)
+				return -ENOMEM;
+	}
 	if (s->wm != NULL) {
 		unsigned li = (unsigned)(l - s->lane);
 
@@ -130,11 +140,35 @@ tl_sink_fini(struct tl_sink *s)
 		for (int t = 0; t < TL_BATCH_DEAD_LETTER; t++) {
 			tl_rollup_delta_free(s->delta[i][t]);
 			s->delta[i][t] = NULL;
+			free(s->ids[i][t]);
+			s->ids[i][t] = NULL;
 		}
 	}
 	tl_watermark_free(s->wm);
 	s->wm = NULL;
+	tl_dedup_events_free(s->dd);
+	s->dd = NULL;
 	s->n_lanes = 0;
+}
+
+int
+tl_sink_set_dedup(struct tl_sink *s, const struct tl_side *side, uint32_t capacity,
+		uint64_t window_ns)
+{
+	int rc;
+
+	if (s == NULL || side == NULL || s->dd != NULL)
+		return -EINVAL;
+	rc = tl_dedup_events_create(capacity, window_ns, &s->dd);
+	if (rc < 0)
+		return rc;
+	s->side = side;
+	for (unsigned i = 0; i < s->n_lanes; i++)
+		for (int t = 0; t < TL_BATCH_DEAD_LETTER; t++)
+			if ((s->ids[i][t] = malloc((size_t)s->ec.batch_rows *
+						     TL_DEDUP_EVENT_ID_LEN)) == NULL)
+				return -ENOMEM;
+	return 0;
 }
 
 int
@@ -290,6 +324,17 @@ seal(struct tl_sink *s, struct tl_sink_lane *l, enum tl_batch_table t)
 			TL_LOG_RATELIMITED(TL_LOG_ERR, 10, "sink %u: a rollup delta does not "
 					"fit its side region", s->producer);
 		tl_rollup_delta_reset(d); /* the batch's rows leave now, stored or dropped */
+	}
+	if (s->dd != NULL && t < TL_BATCH_DEAD_LETTER) {
+		unsigned li = (unsigned)(l - s->lane);
+		uint32_t cap, il = s->n_ids[li][t] * TL_DEDUP_EVENT_ID_LEN;
+		uint8_t *m = il ? tl_side_region(s->side, buf, TL_SIDE_DEDUP, &cap) : NULL;
+
+		if (m != NULL && il <= cap) {
+			memcpy(m, s->ids[li][t], il);
+			tl_side_set_len(s->side, buf, TL_SIDE_DEDUP, il);
+		}
+		s->n_ids[li][t] = 0;
 	}
 	if (s->on_seal != NULL) {
 		fr = frontier_without(s, l, t);
@@ -449,6 +494,22 @@ tl_sink_event(void *arg, const struct tl_event *ev, enum tl_reason verdict)
 	if (unlikely(rc < 0)) {
 		s->cnt.encode_errors++;
 		return;
+	}
+	if (s->dd != NULL && s->meta == NULL && t < TL_BATCH_DEAD_LETTER) {
+		unsigned li = (unsigned)(l - s->lane);
+		uint8_t id[TL_DEDUP_EVENT_ID_LEN];
+
+		tl_encode_last_id(l->enc[t], id);
+		if (tl_dedup_event_seen(s->dd, id, (uint64_t)s->wall_ns)) {
+			/* Sent twice (an at-least-once producer without frames): the first
+			 * copy is in this batch or an earlier one. */
+			tl_encode_drop_last(l->enc[t]);
+			s->dup_rows++;
+			return;
+		}
+		if (s->n_ids[li][t] < s->ec.batch_rows)
+			memcpy(s->ids[li][t] + (size_t)s->n_ids[li][t]++ * TL_DEDUP_EVENT_ID_LEN, id,
+					TL_DEDUP_EVENT_ID_LEN);
 	}
 	if (d != NULL) {
 		tl_rollup_delta_add(d, stream, ts, type, type_len, db, db_len,

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "tl_batch.h"
+#include "tl_dedup.h"
 #include "tl_encode.h"
 #include "tl_event.h"
 #include "tl_opt.h"
@@ -115,6 +116,11 @@ struct tl_sink {
 	uint64_t late_rows;                         /**< rows flagged late */
 	uint8_t key_buf[2][TL_SINK_KEY_SCRATCH];   /**< decoded rollup keys */
 	struct tl_rollup_delta *delta[TL_SINK_MAX_ROUTES][TL_BATCH_DEAD_LETTER];
+	/* raw-mode dedup (app/tl_rawdedup.h), NULL when off */
+	struct tl_dedup_events *dd;
+	uint8_t *ids[TL_SINK_MAX_ROUTES][TL_BATCH_DEAD_LETTER]; /**< pending batches' ids */
+	uint32_t n_ids[TL_SINK_MAX_ROUTES][TL_BATCH_DEAD_LETTER];
+	uint64_t dup_rows;                          /**< raw rows dropped as duplicates */
 } __attribute__((aligned(64)));
 
 /**
@@ -142,6 +148,16 @@ void tl_sink_fini(struct tl_sink *s);
  * is full). @p conf and @p side must outlive the sink. Before the first event.
  * @return 0; -EINVAL; -ENOMEM.
  */
+/**
+ * Turn on raw-mode deduplication (app/tl_rawdedup.h): a raw event whose event_id this
+ * sink accepted within @p window_ns (a table of @p capacity ids) is taken back out of its
+ * batch and counted in dup_rows; the ids of every sealed batch go into the buffer's side
+ * region TL_SIDE_DEDUP. Framed events are not checked (their frames are). Before the
+ * first event. @return 0; -EINVAL; -ENOMEM.
+ */
+int tl_sink_set_dedup(struct tl_sink *s, const struct tl_side *side, uint32_t capacity,
+		uint64_t window_ns);
+
 int tl_sink_set_rollup(struct tl_sink *s, const struct tl_rollup_conf *conf,
 		const struct tl_side *side, int type_col, int db_col, int dur_col);
 

@@ -69,6 +69,7 @@ struct tl_encoder {
 	uint8_t *body;     /* body_cap bytes */
 	uint32_t *row_end; /* batch_rows entries */
 	uint8_t *scratch;  /* max_row bytes: tl_encode_event_id() */
+	uint8_t last_id[16]; /* event_id of the last event row written */
 	uint32_t body_cap;
 	uint32_t body_len;
 	uint32_t rows;
@@ -675,6 +676,7 @@ tl_encode_event_meta(struct tl_encoder *enc, const struct tl_event *ev,
 		p = put_u32(p, datetime_secs(now_ns));
 		p = put_u64(p, (uint64_t)now_ns);
 		memcpy(p, id, 16);
+		memcpy(enc->last_id, id, 16);
 		p += 16;
 	}
 	p = put_u64(p, meta ? meta->producer_id : 0);
@@ -690,6 +692,22 @@ tl_encode_event_meta(struct tl_encoder *enc, const struct tl_event *ev,
 	p = close_string(p, k, n);
 	p = put_class(p, ev);
 	return commit_row(enc, p, now_ns, ev->time_ns);
+}
+
+void
+tl_encode_last_id(const struct tl_encoder *enc, uint8_t id[16])
+{
+	memcpy(id, enc->last_id, 16);
+}
+
+int
+tl_encode_drop_last(struct tl_encoder *enc)
+{
+	if (enc == NULL || enc->rows == 0)
+		return -EINVAL;
+	enc->rows--;
+	enc->body_len = enc->rows ? enc->row_end[enc->rows - 1] : 0;
+	return 0;
 }
 
 int

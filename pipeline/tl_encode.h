@@ -144,6 +144,16 @@ tl_encode_table_for(const struct tl_event *ev, enum tl_reason verdict)
  *         either (values longer than the schema's limits allow); -EINVAL if @p enc is a
  *         dead_letter encoder or ev->n_extra > TL_EVENT_MAX_EXTRA.
  */
+/** The event_id of the last event row written (tl_encode_event[_meta]). */
+void tl_encode_last_id(const struct tl_encoder *enc, uint8_t id[16]);
+
+/**
+ * Take the last row back out of the pending batch (a duplicate found after encoding it:
+ * its id is known only then). The batch's event-time range is not narrowed again.
+ * @return 0; -EINVAL (no row pending).
+ */
+int tl_encode_drop_last(struct tl_encoder *enc);
+
 struct tl_rollup_row;
 
 /**

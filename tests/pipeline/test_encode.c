@@ -468,6 +468,34 @@ test_encode_event_id_canonical_same_for_respelled_event(void **state)
 	assert_int_equal(tl_encode_pending(f->enc), 0);
 }
 
+/* A row taken back (a duplicate found once its id is known) leaves the batch as before. */
+static void
+test_encode_drop_last_restores_batch(void **state)
+{
+	struct fx *f = *state;
+	uint8_t id1[16], last[16];
+	struct tl_batch_view v;
+
+	assert_int_equal(tl_encode_drop_last(f->enc), -EINVAL);
+	extract(f, "{\"id\":\"q1\",\"t\":\"2024-01-02T03:04:05Z\",\"ri\":1}");
+	assert_int_equal(tl_encode_event_id(f->enc, &f->ev, id1), 0);
+	assert_int_equal(tl_encode_event(f->enc, &f->ev, NOW), 0);
+	tl_encode_last_id(f->enc, last);
+	assert_memory_equal(last, id1, 16);
+	extract(f, "{\"id\":\"q2\",\"t\":\"2024-01-02T03:04:06Z\",\"ri\":2}");
+	assert_int_equal(tl_encode_event(f->enc, &f->ev, NOW), 0);
+	tl_encode_last_id(f->enc, last);
+	assert_memory_not_equal(last, id1, 16);
+	assert_int_equal(tl_encode_pending(f->enc), 2);
+	assert_int_equal(tl_encode_drop_last(f->enc), 0);
+	assert_int_equal(tl_encode_pending(f->enc), 1);
+	seal_plain(f->enc, sealed, sizeof(sealed), &v);
+	assert_int_equal(v.hdr.rows, 1);
+	assert_int_equal(tl_batch_row_end(&v, 0), v.raw_len);
+	/* The row kept is the first one, id and all. */
+	assert_non_null(memmem(v.body, v.raw_len, id1, 16));
+}
+
 static void
 test_encode_table_for_routes(void **state)
 {
@@ -1229,6 +1257,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_encode_meta_written, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_encode_event_id_canonical_same_for_respelled_event, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_encode_drop_last_restores_batch, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_encode_table_for_routes, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_encode_reject_row_exact_and_raw_truncated, setup, teardown),
