@@ -242,6 +242,9 @@ run_usage(FILE *f)
 		"                           http://127.0.0.1:8123/?database=telemetry\n"
 		"      --spool DIR          the spool's folder (overrides spool.path)\n"
 		"      --no-uplink          spool only; deliver nothing (replay tests, staging)\n"
+		"      --check              load the profile, compile the patterns and probe the\n"
+		"                           capture driver (attach, bind, open the port), then\n"
+		"                           stop: exit 0 if tapline could run here\n"
 		"      --deliver-timeout D  with --once: longest wait for delivery (default 300s)\n"
 		"  -v, --verbose            debug logging\n"
 		"  -h, --help               this text\n"
@@ -415,6 +418,34 @@ capture_close(struct capture *c)
 	c->dpdk = NULL;
 	c->xdp = NULL;
 	c->sock = NULL;
+}
+
+/* run --check: could the driver start here? Opens it (XDP: attach and detach) and closes. */
+static int
+capture_check(const struct tl_capture_conf *conf, const uint16_t *ports, unsigned n_ports,
+		unsigned n_workers, const char *profile)
+{
+	const char *name = tl_capture_driver_names[conf->driver];
+	struct capture c = {0};
+	char err[512];
+	int rc;
+
+	if (conf->driver == TL_CAPTURE_XDP) {
+		rc = tl_xdp_probe(&conf->xdp, err, sizeof(err));
+		if (rc < 0)
+			TL_ERR("capture: %s", err);
+	} else {
+		rc = capture_open(&c, conf, ports, n_ports, n_workers);
+		capture_close(&c);
+	}
+	if (rc < 0) {
+		printf("check %s: capture driver %s cannot start here: %s\n", profile, name,
+				tl_strerror(rc));
+		return TL_EXIT_FAIL;
+	}
+	printf("check %s: capture driver %s can start with %u worker%s\n", profile, name,
+			n_workers, n_workers == 1 ? "" : "s");
+	return TL_EXIT_OK;
 }
 
 /* What a scrape reads: the workers' counters and the NIC's, the sinks, spool, uplink. */
@@ -741,6 +772,7 @@ struct run_opts {
 	const char *clickhouse;
 	const char *spool_dir;
 	bool no_uplink;
+	bool check;
 	uint64_t deliver_timeout;
 };
 
@@ -759,6 +791,7 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{"clickhouse", required_argument, NULL, 'C'},
 		{"spool", required_argument, NULL, 'S'},
 		{"no-uplink", no_argument, NULL, 'N'},
+		{"check", no_argument, NULL, 'K'},
 		{"deliver-timeout", required_argument, NULL, 'T'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -819,6 +852,9 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'N':
 			o->no_uplink = true;
+			break;
+		case 'K':
+			o->check = true;
 			break;
 		case 'T':
 			if (tl_parse_duration(optarg, &o->deliver_timeout) < 0) {
@@ -963,6 +999,10 @@ tl_cmd_run(int argc, char **argv)
 			goto out;
 		}
 		snprintf(gen->path, sizeof(gen->path), "%s", o.config);
+	}
+	if (o.check) {
+		exit_code = capture_check(&cfg.capture, ports, (unsigned)n_ports, n_workers, o.config);
+		goto out;
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);

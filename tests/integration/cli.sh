@@ -32,6 +32,29 @@ expect 2 '--config is required' -- "$tapline" run
 expect 0 'ok$' -- "$tapline" config check "$src/config/profiles/e6data-qpe.yaml"
 expect 0 'ok$' -- "$tapline" config check "$src/tests/integration/site-replay.yaml"
 
+# run --check probes the chosen capture driver and stops, saying why it cannot start.
+cat > "$work/sock.yaml" << YAML
+extends: e6data-qpe
+capture:
+  driver: socket
+  workers: 2
+  ports: ["25171"]
+  socket:
+    address: "127.0.0.1"
+YAML
+expect 0 'capture driver socket can start with 2 workers' -- \
+	"$tapline" run --config "$work/sock.yaml" --check
+sed 's/127.0.0.1/192.0.2.1/' "$work/sock.yaml" > "$work/sock-bad.yaml"
+expect 1 'cannot start here' -- "$tapline" run --config "$work/sock-bad.yaml" --check
+cat > "$work/xdp.yaml" << YAML
+extends: e6data-qpe
+capture:
+  driver: xdp
+  xdp:
+    interface: tlnosuch0
+YAML
+expect 1 "no such interface 'tlnosuch0'" -- "$tapline" run --config "$work/xdp.yaml" --check
+
 # config show after inheritance: the site's override and the vendor's schema both there,
 # and the output is itself a valid profile that shows the same.
 "$tapline" config show "$src/tests/integration/site-replay.yaml" > "$work/show.yaml"
