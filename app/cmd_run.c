@@ -1131,6 +1131,7 @@ tl_cmd_run(int argc, char **argv)
 			}
 		}
 	}
+	tl_rawdedup_restored(rawdedup);
 	if (!o.no_uplink) {
 		if (o.clickhouse)
 			snprintf(cfg.uplink.url, sizeof(cfg.uplink.url), "%s", o.clickhouse);

@@ -285,6 +285,16 @@ tl_rawdedup_restore(struct tl_rawdedup *r, struct tl_dedup_events *d)
 	return n;
 }
 
+void
+tl_rawdedup_restored(struct tl_rawdedup *r)
+{
+	if (r == NULL)
+		return;
+	free(r->restore);
+	r->restore = NULL;
+	r->restore_n = 0;
+}
+
 uint64_t
 tl_rawdedup_stored(struct tl_rawdedup *r)
 {

@@ -54,6 +54,9 @@ int tl_rawdedup_create(const struct tl_rawdedup_conf *conf, unsigned n_workers, 
 /** Fill a worker's table with the ids the spool remembers. @return ids loaded. */
 uint64_t tl_rawdedup_restore(struct tl_rawdedup *r, struct tl_dedup_events *d);
 
+/** Every worker is restored: free the copy of the stored ids read at create. */
+void tl_rawdedup_restored(struct tl_rawdedup *r);
+
 /** Ids held in the spool now (pieces not yet expired). */
 uint64_t tl_rawdedup_stored(struct tl_rawdedup *r);
 
