@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,4 +75,73 @@ tl_capture_ports(const struct tl_capture_conf *c, uint16_t *out)
 		if (parse_port(c->ports[i], &out[i]) < 0)
 			return -EINVAL;
 	return (int)c->n_ports;
+}
+
+void
+tl_capture_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int
+tl_capture_parse_cpus(const char *text, const char *key, int *cpus, unsigned cap,
+		unsigned *n, char *err, size_t errlen)
+{
+	const char *p = text;
+	cpu_set_t allowed;
+
+	*n = 0;
+	if (*p == '\0')
+		return 0;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0) {
+		int rc = -errno;
+
+		tl_capture_err(err, errlen, "%s: cannot read the CPU affinity", key);
+		return rc;
+	}
+	for (;;) {
+		unsigned long lo, hi;
+		char *end;
+
+		if (*p < '0' || *p > '9')
+			goto bad;
+		lo = strtoul(p, &end, 10);
+		hi = lo;
+		p = end;
+		if (*p == '-') {
+			p++;
+			if (*p < '0' || *p > '9')
+				goto bad;
+			hi = strtoul(p, &end, 10);
+			p = end;
+		}
+		if (hi < lo || hi >= CPU_SETSIZE)
+			goto bad;
+		for (unsigned long c = lo; c <= hi; c++) {
+			if (!CPU_ISSET(c, &allowed)) {
+				tl_capture_err(err, errlen, "%s: CPU %lu is not available to this "
+						"process (offline, or outside its cgroup/affinity)",
+						key, c);
+				return -EINVAL;
+			}
+			if (*n == cap)
+				goto bad;
+			cpus[(*n)++] = (int)c;
+		}
+		if (*p == '\0')
+			return 0;
+		if (*p != ',')
+			goto bad;
+		p++;
+	}
+bad:
+	tl_capture_err(err, errlen, "%s: '%s' is not a CPU list (e.g. \"1,3\" or \"0-3\", CPUs "
+			"below %d)", key, text, CPU_SETSIZE);
+	return -EINVAL;
 }

@@ -48,4 +48,25 @@ int tl_capture_check(const void *obj, char *msg, size_t msglen);
  */
 int tl_capture_ports(const struct tl_capture_conf *c, uint16_t *out);
 
+/**
+ * A CPU list for pinning workers: items separated by ',', each a CPU or an inclusive
+ * range "a-b". Every CPU must be one this process may run on (pinning elsewhere would
+ * fail only when a worker starts, with a less helpful message). "" is an empty list.
+ * @param key  the option's name, for the message ("capture.xdp.cpus").
+ * @return 0 with *@p n CPUs in @p cpus; -EINVAL (with @p err); -errno.
+ */
+int tl_capture_parse_cpus(const char *text, const char *key, int *cpus, unsigned cap,
+		unsigned *n, char *err, size_t errlen);
+
+/** snprintf into a driver's error buffer (NULL or 0 bytes: nothing). */
+void tl_capture_err(char *err, size_t errlen, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+
+/** A counter with one writer (a worker) read by others: never torn. */
+static inline void
+tl_capture_count(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+}
+
 #endif

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tl_capture.h"
 #include "tl_time.h"
 #include "tl_cksum.h"
 #include "tl_decode.h"
@@ -165,30 +166,11 @@ struct tl_sock {
 
 /* --- helpers --- */
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static inline void
 wr16(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
 	p[1] = (uint8_t)v;
-}
-
-/* Single writer: a plain read, a relaxed store, so a reader never sees a torn value. */
-static inline void
-count_add(uint64_t *c, uint64_t n)
-{
-	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
 }
 
 static void
@@ -210,71 +192,6 @@ fmt_endpoint(const struct tl_sock *s, uint16_t port, char *buf, size_t cap)
 }
 
 /* --- configuration --- */
-
-/*
- * A CPU list: items separated by ',', each a CPU or an inclusive range "a-b". Every CPU
- * must be one this process may run on: pinning a thread elsewhere fails only when the
- * thread starts, with a less helpful message.
- */
-static int
-parse_cpus(const char *text, int *cpus, unsigned cap, unsigned *n, char *err, size_t errlen)
-{
-	const char *p = text;
-	cpu_set_t allowed;
-
-	*n = 0;
-	if (*p == '\0')
-		return 0;
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0) {
-		int rc = -errno;
-
-		set_err(err, errlen, "capture.socket.cpus: cannot read the CPU affinity: %s",
-		        tl_strerror(rc));
-		return rc;
-	}
-	for (;;) {
-		unsigned long lo, hi;
-		char *end;
-
-		if (*p < '0' || *p > '9')
-			goto bad;
-		lo = strtoul(p, &end, 10);
-		hi = lo;
-		p = end;
-		if (*p == '-') {
-			p++;
-			if (*p < '0' || *p > '9')
-				goto bad;
-			hi = strtoul(p, &end, 10);
-			p = end;
-		}
-		if (hi < lo || hi >= CPU_SETSIZE)
-			goto bad;
-		for (unsigned long c = lo; c <= hi; c++) {
-			if (!CPU_ISSET(c, &allowed)) {
-				set_err(err, errlen,
-				        "capture.socket.cpus: CPU %lu is not available to this "
-				        "process (offline, or outside its cgroup/affinity)",
-				        c);
-				return -EINVAL;
-			}
-			if (*n == cap)
-				goto bad;
-			cpus[(*n)++] = (int)c;
-		}
-		if (*p == '\0')
-			return 0;
-		if (*p != ',')
-			goto bad;
-		p++;
-	}
-bad:
-	set_err(err, errlen,
-	        "capture.socket.cpus: '%s' is not a CPU list (e.g. \"1,3\" or \"0-3\", CPUs "
-	        "below %d)",
-	        text, CPU_SETSIZE);
-	return -EINVAL;
-}
 
 static int
 parse_address(struct tl_sock *s, char *err, size_t errlen)
@@ -309,7 +226,7 @@ parse_address(struct tl_sock *s, char *err, size_t errlen)
 			freeaddrinfo(res);
 	}
 	if (rc < 0) {
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "capture.socket.address: '%s' is not a numeric IPv4 or IPv6 address", text);
 		return -EINVAL;
 	}
@@ -323,54 +240,55 @@ check_conf(const struct tl_sock_conf *c, const uint16_t *ports, unsigned n_ports
         unsigned n_workers, char *err, size_t errlen)
 {
 	if (c == NULL || ports == NULL) {
-		set_err(err, errlen, "capture.socket: no configuration or no ports");
+		tl_capture_err(err, errlen, "capture.socket: no configuration or no ports");
 		return -EINVAL;
 	}
 	if (n_ports == 0 || n_ports > MAX_PORTS) {
-		set_err(err, errlen, "capture.socket: %u telemetry ports (1 to %d)", n_ports,
+		tl_capture_err(err, errlen, "capture.socket: %u telemetry ports (1 to %d)", n_ports,
 		        MAX_PORTS);
 		return -EINVAL;
 	}
 	if (n_workers == 0 || n_workers > MAX_WORKERS) {
-		set_err(err, errlen, "capture.socket: %u workers (1 to %d)", n_workers,
+		tl_capture_err(err, errlen, "capture.socket: %u workers (1 to %d)", n_workers,
 		        MAX_WORKERS);
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n_ports; i++) {
 		if (ports[i] == 0) {
-			set_err(err, errlen, "capture.socket: port 0 is not a telemetry port");
+			tl_capture_err(
+			        err, errlen, "capture.socket: port 0 is not a telemetry port");
 			return -EINVAL;
 		}
 		for (unsigned j = 0; j < i; j++) {
 			if (ports[j] == ports[i]) {
-				set_err(err, errlen, "capture.socket: port %u is listed twice",
-				        ports[i]);
+				tl_capture_err(err, errlen,
+				        "capture.socket: port %u is listed twice", ports[i]);
 				return -EINVAL;
 			}
 		}
 	}
 	if (c->batch == 0 || c->batch > MAX_BATCH) {
-		set_err(err, errlen, "capture.socket.batch: %" PRIu64 " (1 to %d)", c->batch,
+		tl_capture_err(err, errlen, "capture.socket.batch: %" PRIu64 " (1 to %d)", c->batch,
 		        MAX_BATCH);
 		return -EINVAL;
 	}
 	if (c->max_datagram == 0 || c->max_datagram > MAX_DATAGRAM) {
-		set_err(err, errlen, "capture.socket.max_datagram: %" PRIu64 " (1 to %d)",
+		tl_capture_err(err, errlen, "capture.socket.max_datagram: %" PRIu64 " (1 to %d)",
 		        c->max_datagram, MAX_DATAGRAM);
 		return -EINVAL;
 	}
 	if (c->rcvbuf == 0 || c->rcvbuf > RCVBUF_MAX) {
-		set_err(err, errlen, "capture.socket.rcvbuf: %" PRIu64 " bytes (1 to %d)",
+		tl_capture_err(err, errlen, "capture.socket.rcvbuf: %" PRIu64 " bytes (1 to %d)",
 		        c->rcvbuf, RCVBUF_MAX);
 		return -EINVAL;
 	}
 	if (c->tick == 0) {
-		set_err(err, errlen, "capture.socket.tick: must not be 0");
+		tl_capture_err(err, errlen, "capture.socket.tick: must not be 0");
 		return -EINVAL;
 	}
 	if (memchr(c->address, '\0', sizeof(c->address)) == NULL ||
 	        memchr(c->cpus, '\0', sizeof(c->cpus)) == NULL) {
-		set_err(err, errlen, "capture.socket: address or cpus not terminated");
+		tl_capture_err(err, errlen, "capture.socket: address or cpus not terminated");
 		return -EINVAL;
 	}
 	return 0;
@@ -386,26 +304,27 @@ bind_error(const struct tl_sock *s, uint16_t port, int rc, char *err, size_t err
 	fmt_endpoint(s, port, ep, sizeof(ep));
 	switch (-rc) {
 	case EADDRINUSE:
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "capture.socket: UDP %s is already in use (another tapline or another "
 		        "program has it: stop it, or change capture.ports / "
 		        "capture.socket.address)",
 		        ep);
 		break;
 	case EADDRNOTAVAIL:
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "capture.socket: cannot bind UDP %s: %s is not an address of this host "
 		        "(capture.socket.address)",
 		        ep, s->conf.address);
 		break;
 	case EACCES:
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "capture.socket: cannot bind UDP %s: ports below 1024 need root or "
 		        "CAP_NET_BIND_SERVICE",
 		        ep);
 		break;
 	default:
-		set_err(err, errlen, "capture.socket: cannot bind UDP %s: %s", ep, tl_strerror(rc));
+		tl_capture_err(
+		        err, errlen, "capture.socket: cannot bind UDP %s: %s", ep, tl_strerror(rc));
 		break;
 	}
 	return rc;
@@ -432,7 +351,7 @@ new_socket(const struct tl_sock *s, char *err, size_t errlen)
 	if (fd < 0) {
 		int rc = -errno;
 
-		set_err(err, errlen, "capture.socket: socket(%s, UDP): %s",
+		tl_capture_err(err, errlen, "capture.socket: socket(%s, UDP): %s",
 		        s->family == AF_INET ? "IPv4" : "IPv6", tl_strerror(rc));
 		return rc;
 	}
@@ -443,7 +362,7 @@ new_socket(const struct tl_sock *s, char *err, size_t errlen)
 		int rc = -errno;
 
 		close(fd);
-		set_err(err, errlen, "capture.socket: IPV6_V6ONLY: %s", tl_strerror(rc));
+		tl_capture_err(err, errlen, "capture.socket: IPV6_V6ONLY: %s", tl_strerror(rc));
 		return rc;
 	}
 	return fd;
@@ -474,7 +393,7 @@ sockopt_error(int fd, const char *what, char *err, size_t errlen)
 	int rc = -errno;
 
 	close(fd);
-	set_err(err, errlen, "capture.socket: setsockopt(%s): %s", what, tl_strerror(rc));
+	tl_capture_err(err, errlen, "capture.socket: setsockopt(%s): %s", what, tl_strerror(rc));
 	return rc;
 }
 
@@ -596,9 +515,9 @@ tl_sock_open(const struct tl_sock_conf *conf, const uint16_t *ports, unsigned n_
 	struct tl_sock *s;
 	int rc;
 
-	set_err(err, errlen, "%s", "");
+	tl_capture_err(err, errlen, "%s", "");
 	if (out == NULL) {
-		set_err(err, errlen, "capture.socket: no output handle");
+		tl_capture_err(err, errlen, "capture.socket: no output handle");
 		return -EINVAL;
 	}
 	*out = NULL;
@@ -607,7 +526,7 @@ tl_sock_open(const struct tl_sock_conf *conf, const uint16_t *ports, unsigned n_
 		return rc;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		set_err(err, errlen, "capture.socket: out of memory");
+		tl_capture_err(err, errlen, "capture.socket: out of memory");
 		return -ENOMEM;
 	}
 	s->conf = *conf;
@@ -619,7 +538,8 @@ tl_sock_open(const struct tl_sock_conf *conf, const uint16_t *ports, unsigned n_
 	rc = parse_address(s, err, errlen);
 	if (rc < 0)
 		goto fail;
-	rc = parse_cpus(conf->cpus, cpus, CPU_SETSIZE, &n_cpus, err, errlen);
+	rc = tl_capture_parse_cpus(
+	        conf->cpus, "capture.socket.cpus", cpus, CPU_SETSIZE, &n_cpus, err, errlen);
 	if (rc < 0)
 		goto fail;
 	s->ctx = aligned_alloc(64, n_workers * sizeof(*s->ctx));
@@ -640,7 +560,7 @@ tl_sock_open(const struct tl_sock_conf *conf, const uint16_t *ports, unsigned n_
 	for (unsigned w = 0; w < n_workers; w++) {
 		rc = alloc_worker(s, &s->ctx[w]);
 		if (rc < 0) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "capture.socket: no memory for %" PRIu64
 			        " receive slots of %zu bytes per worker",
 			        conf->batch, s->stride);
@@ -702,7 +622,7 @@ read_meta(struct worker_ctx *wc, unsigned p, struct msghdr *mh, struct dgram_add
 			/* sk_drops when the datagram was queued: cumulative, 32 bits. The
 			 * cmsg is absent while the count is still 0. */
 			memcpy(&v, CMSG_DATA(c), sizeof(v));
-			count_add(&wc->rx_dropped, (uint32_t)(v - wc->ovfl_seen[p]));
+			tl_capture_count(&wc->rx_dropped, (uint32_t)(v - wc->ovfl_seen[p]));
 			wc->ovfl_seen[p] = v;
 		} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
 		           c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
@@ -849,7 +769,7 @@ rx_socket(struct worker_ctx *wc, unsigned p, uint64_t now)
 			tl_pipeline_rx(wc->pw, frame, flen,
 			        TL_HW_IP_CKSUM_GOOD | TL_HW_L4_CKSUM_GOOD, now);
 		else
-			count_add(&wc->rx_truncated, 1);
+			tl_capture_count(&wc->rx_truncated, 1);
 		/* The kernel wrote the lengths back: reset them for the next call. */
 		mh->msg_namelen = sizeof(wc->rx_name[i]);
 		mh->msg_controllen = sizeof(wc->rx_ctrl[i].b);
@@ -885,19 +805,19 @@ tx_flush(struct worker_ctx *wc)
 		r = sendmmsg(wc->fd[p], &wc->tx_msgs[i], run, MSG_DONTWAIT);
 		e = errno;
 		if (r > 0) {
-			count_add(&wc->tx_frames, (uint64_t)r);
+			tl_capture_count(&wc->tx_frames, (uint64_t)r);
 			i += (unsigned)r;
 		} else if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
 			/* Send buffer full: as with a full TX queue, an ACK that waits is worth no
 			 * more than the one the producer will ask for again. */
-			count_add(&wc->tx_dropped, run);
+			tl_capture_count(&wc->tx_dropped, run);
 			i += run;
 		} else {
 			/* This reply alone is refused (no route, ...): skip it. */
 			TL_LOG_RATELIMITED(TL_LOG_WARN, 1,
 			        "socket worker %u: reply from port %u: %s", wc->id, wc->s->ports[p],
 			        tl_strerror(-e));
-			count_add(&wc->tx_dropped, 1);
+			tl_capture_count(&wc->tx_dropped, 1);
 			i++;
 		}
 	}
@@ -923,7 +843,7 @@ tx_frame(void *arg, const uint8_t *frame, uint32_t len)
 	unsigned p, slot;
 
 	if (unlikely(len > TX_FRAME_MAX)) {
-		count_add(&wc->tx_dropped, 1);
+		tl_capture_count(&wc->tx_dropped, 1);
 		return -EMSGSIZE;
 	}
 	if (tl_decode_frame(frame, len, TL_HW_IP_CKSUM_GOOD | TL_HW_L4_CKSUM_GOOD, &l3) !=
@@ -992,7 +912,7 @@ tx_frame(void *arg, const uint8_t *frame, uint32_t len)
 	wc->tx_n++;
 	return 0;
 unsupported:
-	count_add(&wc->tx_dropped, 1);
+	tl_capture_count(&wc->tx_dropped, 1);
 	return -ENOTSUP;
 }
 

@@ -55,6 +55,7 @@
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
+#include "tl_capture.h"
 #include "tl_time.h"
 #include "tl_log.h"
 #include "tl_pipeline.h"
@@ -182,32 +183,13 @@ struct tl_xdp {
 	int zc_errno; /* auto mode: why the driver refused zero-copy (0: not refused) */
 	int halt;     /* set by the monitor in tl_xdp_run() when every worker is idle */
 	int ncpus;
-	uint16_t cpus[MAX_CPUS];
+	int cpus[MAX_CPUS];
 	unsigned n_cpus;
 	struct worker_ctx *w;
 	char desc[384];
 };
 
 /* --- helpers --- */
-
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Single writer: a plain read and a relaxed store, so a reader never sees a torn value. */
-static inline void
-count_add(uint64_t *c, uint64_t n)
-{
-	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
-}
 
 static bool
 is_pow2(uint64_t v)
@@ -254,38 +236,6 @@ set_print_once(void)
 	libxdp_set_print(libxdp_log);
 }
 
-/* "1,3" or "2-5,7" into @p out; 0 or -EINVAL. */
-static int
-parse_cpus(const char *s, uint16_t *out, unsigned cap, unsigned *n)
-{
-	*n = 0;
-	while (*s) {
-		char *end;
-		unsigned long a = strtoul(s, &end, 10), b;
-
-		if (end == s || a >= CPU_SETSIZE)
-			return -EINVAL;
-		b = a;
-		s = end;
-		if (*s == '-') {
-			b = strtoul(s + 1, &end, 10);
-			if (end == s + 1 || b < a || b >= CPU_SETSIZE)
-				return -EINVAL;
-			s = end;
-		}
-		for (unsigned long c = a; c <= b; c++) {
-			if (*n == cap)
-				return -EINVAL;
-			out[(*n)++] = (uint16_t)c;
-		}
-		if (*s == ',')
-			s++;
-		else if (*s != '\0')
-			return -EINVAL;
-	}
-	return 0;
-}
-
 /* Effective capabilities from /proc (no libcap): loading needs CAP_BPF (or
  * CAP_SYS_ADMIN), attaching CAP_NET_ADMIN, an AF_XDP socket CAP_NET_RAW. */
 static int
@@ -308,7 +258,7 @@ check_caps(char *err, size_t errlen)
 		return 0;
 	if (!(eff & (1ull << CAP_NET_ADMIN_BIT)) || !(eff & (1ull << CAP_NET_RAW_BIT)) ||
 	        !(eff & ((1ull << CAP_BPF_BIT) | (1ull << CAP_SYS_ADMIN_BIT)))) {
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: not permitted: the AF_XDP driver needs root or CAP_NET_ADMIN, "
 		        "CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)%s%s%s",
 		        eff & (1ull << CAP_NET_ADMIN_BIT) ? "" : "; CAP_NET_ADMIN missing",
@@ -328,66 +278,68 @@ check_conf(const struct tl_xdp_conf *c, const uint16_t *ports, unsigned n_ports,
 	size_t len = strnlen(c->interface, sizeof(c->interface));
 
 	if (len == 0) {
-		set_err(err, errlen, "xdp: capture.xdp.interface is not set");
+		tl_capture_err(err, errlen, "xdp: capture.xdp.interface is not set");
 		return -EINVAL;
 	}
 	if (len >= IFNAMSIZ) {
-		set_err(err, errlen, "xdp: interface name '%.*s' is longer than %d characters",
-		        (int)len, c->interface, IFNAMSIZ - 1);
+		tl_capture_err(err, errlen,
+		        "xdp: interface name '%.*s' is longer than %d characters", (int)len,
+		        c->interface, IFNAMSIZ - 1);
 		return -EINVAL;
 	}
 	if (n_workers == 0 || n_workers > MAX_WORKERS) {
-		set_err(err, errlen, "xdp: %u workers (1-%d)", n_workers, MAX_WORKERS);
+		tl_capture_err(err, errlen, "xdp: %u workers (1-%d)", n_workers, MAX_WORKERS);
 		return -EINVAL;
 	}
 	if (ports == NULL || n_ports == 0) {
-		set_err(err, errlen, "xdp: no telemetry port");
+		tl_capture_err(err, errlen, "xdp: no telemetry port");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n_ports; i++)
 		if (ports[i] == 0) {
-			set_err(err, errlen, "xdp: UDP port 0 is not a telemetry port");
+			tl_capture_err(err, errlen, "xdp: UDP port 0 is not a telemetry port");
 			return -EINVAL;
 		}
 	if (c->mode < TL_XDP_MODE_AUTO || c->mode > TL_XDP_MODE_COPY) {
-		set_err(err, errlen, "xdp: capture.xdp.mode %d unknown", c->mode);
+		tl_capture_err(err, errlen, "xdp: capture.xdp.mode %d unknown", c->mode);
 		return -EINVAL;
 	}
 	if (!is_pow2(c->frames) || c->frames < 64 || c->frames > (1u << 20)) {
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: capture.xdp.frames %" PRIu64 " must be a power of two, 64-1048576",
 		        c->frames);
 		return -EINVAL;
 	}
 	if (c->frame_size != 2048 && c->frame_size != 4096) {
-		set_err(err, errlen, "xdp: capture.xdp.frame_size %" PRIu64 " must be 2048 or 4096",
+		tl_capture_err(err, errlen,
+		        "xdp: capture.xdp.frame_size %" PRIu64 " must be 2048 or 4096",
 		        c->frame_size);
 		return -EINVAL;
 	}
 	if (!is_pow2(c->ring_size) || c->ring_size < 64 || c->ring_size > 65536) {
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: capture.xdp.ring_size %" PRIu64 " must be a power of two, 64-65536",
 		        c->ring_size);
 		return -EINVAL;
 	}
 	if (c->mode == TL_XDP_MODE_ZEROCOPY && c->skb_mode) {
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: capture.xdp.mode zerocopy needs native mode (capture.xdp.skb_mode: "
 		        "false)");
 		return -EINVAL;
 	}
 	if (c->batch == 0 || c->batch > MAX_BATCH) {
-		set_err(err, errlen, "xdp: capture.xdp.batch %" PRIu64 " (1-%d)", c->batch,
+		tl_capture_err(err, errlen, "xdp: capture.xdp.batch %" PRIu64 " (1-%d)", c->batch,
 		        MAX_BATCH);
 		return -EINVAL;
 	}
 	if (c->tick == 0) {
-		set_err(err, errlen, "xdp: capture.xdp.tick must not be 0");
+		tl_capture_err(err, errlen, "xdp: capture.xdp.tick must not be 0");
 		return -EINVAL;
 	}
 	if (c->queue + n_workers > MAX_QUEUE + 1) {
-		set_err(err, errlen, "xdp: queues %" PRIu64 "-%" PRIu64 " beyond %d", c->queue,
-		        c->queue + n_workers - 1, MAX_QUEUE);
+		tl_capture_err(err, errlen, "xdp: queues %" PRIu64 "-%" PRIu64 " beyond %d",
+		        c->queue, c->queue + n_workers - 1, MAX_QUEUE);
 		return -EINVAL;
 	}
 	return 0;
@@ -427,7 +379,7 @@ load_prog(struct tl_xdp *x, const uint16_t *ports, unsigned n_ports, char *err, 
 	x->skel = tl_xdp_bpf__open();
 	if (x->skel == NULL) {
 		rc = -errno;
-		set_err(err, errlen, "xdp: cannot open the XDP program: %s", strerror(-rc));
+		tl_capture_err(err, errlen, "xdp: cannot open the XDP program: %s", strerror(-rc));
 		return rc;
 	}
 	rc = bpf_map__set_max_entries(
@@ -436,13 +388,13 @@ load_prog(struct tl_xdp *x, const uint16_t *ports, unsigned n_ports, char *err, 
 		rc = tl_xdp_bpf__load(x->skel);
 	if (rc < 0) {
 		if (rc == -EPERM) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: the kernel did not permit loading the XDP program (%s): "
 			        "needs root or CAP_BPF and CAP_NET_ADMIN",
 			        strerror(-rc));
 			return -EPERM;
 		}
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: the kernel refused tapline's XDP program: %s (log level debug "
 		        "shows the verifier's log)",
 		        strerror(-rc));
@@ -451,7 +403,7 @@ load_prog(struct tl_xdp *x, const uint16_t *ports, unsigned n_ports, char *err, 
 	x->ncpus = libbpf_num_possible_cpus();
 	if (x->ncpus <= 0 ||
 	        bpf_map__value_size(x->skel->maps.tl_counters) != sizeof(struct prog_counters)) {
-		set_err(err, errlen, "xdp: counter map does not match this build");
+		tl_capture_err(err, errlen, "xdp: counter map does not match this build");
 		return -EINVAL;
 	}
 	bits = calloc(65536 / 64, sizeof(*bits));
@@ -463,7 +415,8 @@ load_prog(struct tl_xdp *x, const uint16_t *ports, unsigned n_ports, char *err, 
 	        (65536 / 64) * sizeof(*bits), BPF_ANY);
 	free(bits);
 	if (rc < 0) {
-		set_err(err, errlen, "xdp: cannot set the telemetry ports: %s", strerror(-rc));
+		tl_capture_err(
+		        err, errlen, "xdp: cannot set the telemetry ports: %s", strerror(-rc));
 		return rc;
 	}
 	return 0;
@@ -507,7 +460,7 @@ take_hook(struct tl_xdp *x, char *err, size_t errlen)
 
 	rc = bpf_xdp_query((int)x->ifindex, 0, &q);
 	if (rc < 0) {
-		set_err(err, errlen, "xdp: cannot query the XDP programs of %s: %s",
+		tl_capture_err(err, errlen, "xdp: cannot query the XDP programs of %s: %s",
 		        x->conf.interface, strerror(-rc));
 		return rc == -EPERM || rc == -EACCES ? -EPERM : rc;
 	}
@@ -531,13 +484,13 @@ take_hook(struct tl_xdp *x, char *err, size_t errlen)
 		if (fd == -ENOENT)
 			continue; /* detached meanwhile */
 		if (fd < 0) {
-			set_err(err, errlen, "xdp: cannot inspect XDP program %u on %s: %s",
+			tl_capture_err(err, errlen, "xdp: cannot inspect XDP program %u on %s: %s",
 			        m[i].id, x->conf.interface, strerror(-fd));
 			return fd;
 		}
 		if (strcmp(name, PROG_NAME) != 0) {
 			close(fd);
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: %s already has XDP program '%s' (id %u, %s mode), which is "
 			        "not tapline's: refusing to replace it (detach it with `ip link "
 			        "set dev %s xdp off` or `xdp-loader unload`, or capture elsewhere)",
@@ -548,14 +501,14 @@ take_hook(struct tl_xdp *x, char *err, size_t errlen)
 		rc = bpf_xdp_detach((int)x->ifindex, m[i].flag | XDP_FLAGS_REPLACE, &ao);
 		close(fd);
 		if (rc == -EBUSY) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: %s is being captured by another tapline (XDP program id %u "
 			        "is held by a running process): stop it first",
 			        x->conf.interface, m[i].id);
 			return -EBUSY;
 		}
 		if (rc < 0 && rc != -EEXIST) { /* EEXIST: replaced meanwhile, query again */
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: cannot detach the stale tapline XDP program %u from %s: %s",
 			        m[i].id, x->conf.interface, strerror(-rc));
 			return rc == -EACCES ? -EPERM : rc;
@@ -591,7 +544,7 @@ attach_prog(struct tl_xdp *x, char *err, size_t errlen)
 		} else if (fd != -EPERM && fd != -EBUSY && fd != -EEXIST) {
 			x->native_errno = -fd;
 			if (x->conf.mode == TL_XDP_MODE_ZEROCOPY) {
-				set_err(err, errlen,
+				tl_capture_err(err, errlen,
 				        "xdp: zero-copy needs native XDP, which %s refused: %s",
 				        x->conf.interface, strerror(-fd));
 				return -EOPNOTSUPP;
@@ -608,26 +561,26 @@ attach_prog(struct tl_xdp *x, char *err, size_t errlen)
 	switch (fd) {
 	case -EPERM:
 	case -EACCES:
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: not permitted to attach an XDP program to %s: needs root or "
 		        "CAP_NET_ADMIN",
 		        x->conf.interface);
 		return -EPERM;
 	case -EBUSY:
 	case -EEXIST:
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: another XDP program was attached to %s meanwhile: refusing to "
 		        "replace it",
 		        x->conf.interface);
 		return -EBUSY;
 	case -EOPNOTSUPP:
 	case -EINVAL:
-		set_err(err, errlen, "xdp: %s does not support XDP%s%s (%s)", x->conf.interface,
-		        x->conf.skb_mode ? " in generic mode" : "",
+		tl_capture_err(err, errlen, "xdp: %s does not support XDP%s%s (%s)",
+		        x->conf.interface, x->conf.skb_mode ? " in generic mode" : "",
 		        x->native_errno ? ", neither native nor generic" : "", strerror(-fd));
 		return -EOPNOTSUPP;
 	default:
-		set_err(err, errlen, "xdp: cannot attach the XDP program to %s: %s",
+		tl_capture_err(err, errlen, "xdp: cannot attach the XDP program to %s: %s",
 		        x->conf.interface, strerror(-fd));
 		return fd;
 	}
@@ -708,8 +661,8 @@ socket_setup(struct tl_xdp *x, struct worker_ctx *w, uint32_t queue, char *err, 
 	        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (w->area == MAP_FAILED) {
 		w->area = NULL;
-		set_err(err, errlen, "xdp: cannot map a UMEM of %" PRIu64 " bytes: %s", w->area_len,
-		        strerror(errno));
+		tl_capture_err(err, errlen, "xdp: cannot map a UMEM of %" PRIu64 " bytes: %s",
+		        w->area_len, strerror(errno));
 		return -ENOMEM;
 	}
 	/* Transmit frames: replies only, a quarter at most, never more than the completion
@@ -720,26 +673,26 @@ socket_setup(struct tl_xdp *x, struct worker_ctx *w, uint32_t queue, char *err, 
 	w->rx_free = calloc(w->n_rx_frames, sizeof(*w->rx_free));
 	w->tx_free = calloc(n_tx, sizeof(*w->tx_free));
 	if (w->rx_free == NULL || w->tx_free == NULL) {
-		set_err(err, errlen, "xdp: out of memory");
+		tl_capture_err(err, errlen, "xdp: out of memory");
 		return -ENOMEM;
 	}
 	rc = xsk_umem__create(&w->umem, w->area, w->area_len, &w->fq, &w->cq, &uc);
 	if (rc < 0) {
 		w->umem = NULL;
 		if (rc == -EAFNOSUPPORT) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS)");
 			return -EOPNOTSUPP;
 		}
 		if (rc == -EPERM || rc == -ENOMEM || rc == -ENOBUFS) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: cannot register a UMEM of %" PRIu64 " bytes: %s (raise "
 			        "RLIMIT_MEMLOCK, `ulimit -l`, or grant CAP_IPC_LOCK; or lower "
 			        "capture.xdp.frames)",
 			        w->area_len, strerror(-rc));
 			return rc == -EPERM ? -EPERM : -ENOMEM;
 		}
-		set_err(err, errlen, "xdp: cannot create a UMEM: %s", strerror(-rc));
+		tl_capture_err(err, errlen, "xdp: cannot create a UMEM: %s", strerror(-rc));
 		return rc;
 	}
 	if (!x->native || c->mode == TL_XDP_MODE_COPY) {
@@ -755,28 +708,28 @@ socket_setup(struct tl_xdp *x, struct worker_ctx *w, uint32_t queue, char *err, 
 	}
 	if (rc < 0) {
 		if (rc == -EOPNOTSUPP && c->mode == TL_XDP_MODE_ZEROCOPY) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: %s's driver does not support AF_XDP zero-copy (set "
 			        "capture.xdp.mode: auto or copy)",
 			        c->interface);
 			return -EOPNOTSUPP;
 		}
 		if (rc == -EBUSY) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: queue %u of %s already has an AF_XDP socket (another "
 			        "tapline, or a DPDK net_af_xdp port?)",
 			        queue, c->interface);
 			return -EBUSY;
 		}
 		if (rc == -EINVAL) {
-			set_err(err, errlen,
+			tl_capture_err(err, errlen,
 			        "xdp: cannot bind an AF_XDP socket to queue %u of %s (does it have "
 			        "that many RX queues? `ethtool -l %s`)",
 			        queue, c->interface, c->interface);
 			return -EINVAL;
 		}
-		set_err(err, errlen, "xdp: cannot create the AF_XDP socket of queue %u: %s", queue,
-		        strerror(-rc));
+		tl_capture_err(err, errlen, "xdp: cannot create the AF_XDP socket of queue %u: %s",
+		        queue, strerror(-rc));
 		return rc == -EAFNOSUPPORT ? -EOPNOTSUPP : rc;
 	}
 	w->fd = xsk_socket__fd(w->xsk);
@@ -785,8 +738,8 @@ socket_setup(struct tl_xdp *x, struct worker_ctx *w, uint32_t queue, char *err, 
 		w->zerocopy = (opt.flags & XDP_OPTIONS_ZEROCOPY) != 0;
 	rc = xsk_socket__update_xskmap(w->xsk, bpf_map__fd(x->skel->maps.tl_xsks));
 	if (rc < 0) {
-		set_err(err, errlen, "xdp: cannot register the socket of queue %u: %s", queue,
-		        strerror(rc == -1 ? errno : -rc));
+		tl_capture_err(err, errlen, "xdp: cannot register the socket of queue %u: %s",
+		        queue, strerror(rc == -1 ? errno : -rc));
 		return rc == -1 ? -errno : rc;
 	}
 	/* Receive frames first, transmit frames after them. */
@@ -842,7 +795,7 @@ tl_xdp_open(const struct tl_xdp_conf *conf, const uint16_t *ports, unsigned n_po
 	int rc;
 
 	*out = NULL;
-	set_err(err, errlen, "%s", "");
+	tl_capture_err(err, errlen, "%s", "");
 	rc = check_conf(conf, ports, n_ports, n_workers, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -854,16 +807,13 @@ tl_xdp_open(const struct tl_xdp_conf *conf, const uint16_t *ports, unsigned n_po
 	x->conf.interface[sizeof(x->conf.interface) - 1] = '\0';
 	x->conf.cpus[sizeof(x->conf.cpus) - 1] = '\0';
 	x->n_workers = n_workers;
-	if (parse_cpus(x->conf.cpus, x->cpus, MAX_CPUS, &x->n_cpus) < 0) {
-		set_err(err, errlen,
-		        "xdp: capture.xdp.cpus '%s' is not a CPU list (e.g. 1,3 or 2-5)",
-		        x->conf.cpus);
-		rc = -EINVAL;
+	rc = tl_capture_parse_cpus(
+	        x->conf.cpus, "capture.xdp.cpus", x->cpus, MAX_CPUS, &x->n_cpus, err, errlen);
+	if (rc < 0)
 		goto fail;
-	}
 	x->ifindex = if_nametoindex(x->conf.interface);
 	if (x->ifindex == 0) {
-		set_err(err, errlen, "xdp: no such interface '%s' in this network namespace",
+		tl_capture_err(err, errlen, "xdp: no such interface '%s' in this network namespace",
 		        x->conf.interface);
 		rc = -ENODEV;
 		goto fail;
@@ -873,7 +823,7 @@ tl_xdp_open(const struct tl_xdp_conf *conf, const uint16_t *ports, unsigned n_po
 		goto fail;
 	nq = rx_queues(x->conf.interface);
 	if (nq > 0 && x->conf.queue + n_workers > nq) {
-		set_err(err, errlen,
+		tl_capture_err(err, errlen,
 		        "xdp: %s has %u RX queue%s; capture.xdp.queue (%" PRIu64 ") + "
 		        "capture.workers (%u) must not exceed it (`ethtool -L %s`)",
 		        x->conf.interface, nq, nq == 1 ? "" : "s", x->conf.queue, n_workers,
@@ -892,7 +842,8 @@ tl_xdp_open(const struct tl_xdp_conf *conf, const uint16_t *ports, unsigned n_po
 			break;
 	}
 	if (rc == -EAGAIN) {
-		set_err(err, errlen, "xdp: the XDP programs of %s keep changing: not attaching",
+		tl_capture_err(err, errlen,
+		        "xdp: the XDP programs of %s keep changing: not attaching",
 		        x->conf.interface);
 		rc = -EBUSY;
 	}
@@ -975,7 +926,7 @@ tx_flush(struct worker_ctx *w)
 	if (w->tx_pending) {
 		xsk_ring_prod__submit(&w->tx, w->tx_pending);
 		w->tx_inflight += w->tx_pending;
-		count_add(&w->tx_frames, w->tx_pending);
+		tl_capture_count(&w->tx_frames, w->tx_pending);
 		w->tx_pending = 0;
 	}
 	if (w->tx_inflight) {
@@ -998,18 +949,18 @@ tx_frame(void *arg, const uint8_t *frame, uint32_t len)
 	uint32_t idx;
 
 	if (unlikely(len > w->x->conf.frame_size)) {
-		count_add(&w->tx_dropped, 1);
+		tl_capture_count(&w->tx_dropped, 1);
 		return -EMSGSIZE;
 	}
 	if (unlikely(w->n_tx_free == 0)) {
 		tx_flush(w);
 		if (w->n_tx_free == 0) {
-			count_add(&w->tx_dropped, 1);
+			tl_capture_count(&w->tx_dropped, 1);
 			return -ENOBUFS;
 		}
 	}
 	if (unlikely(xsk_ring_prod__reserve(&w->tx, 1, &idx) != 1)) {
-		count_add(&w->tx_dropped, 1);
+		tl_capture_count(&w->tx_dropped, 1);
 		return -ENOBUFS;
 	}
 	addr = w->tx_free[--w->n_tx_free];
