@@ -146,6 +146,38 @@ tl_ddl_rollups_view(const char *db, char *buf, size_t cap)
 }
 
 int
+tl_ddl_rollups_p95_view(const char *db, char *buf, size_t cap)
+{
+	struct sb b;
+
+	if (!tl_ddl_ident_valid(db))
+		return -EINVAL;
+	sb_init(&b, buf, cap);
+	sb_add(&b,
+	        "CREATE VIEW IF NOT EXISTS `%s`.`rollups_p95` AS SELECT `window_start`, "
+	        "`event_type`, `database`, sum(`count`) AS `events`, sum(`errors`) AS "
+	        "`error_events`, sum(`late`) AS `late_events`, sum(`with_duration`) AS "
+	        "`durations`, sum(`duration_sum_ms`) AS `duration_total_ms`, [",
+	        db);
+	for (int i = 0; i < TL_ROLLUP_HIST; i++)
+		sb_add(&b, "%ssum(`h%02d`)", i ? ", " : "", i);
+	/* The upper edge of the bucket where the running count reaches 95 %: bucket i
+	 * (1-based b = i + 1) holds [2^(i-1), 2^i) ms, bucket 0 holds 0 ms. The total goes
+	 * into the lambda as an array, not captured: ClickHouse 18.16 prunes a column only a
+	 * lambda uses when a query selects some of the view's columns. */
+	sb_add(&b,
+	        "] AS `hist`, arrayFirstIndex((c, t) -> c * 100 >= t * 95, "
+	        "arrayCumSum(`hist`), arrayResize([`durations`], %d, `durations`)) AS "
+	        "`p95_bucket`, if(`p95_bucket` <= 1, 0, ",
+	        TL_ROLLUP_HIST);
+	sb_add(&b,
+	        "bitShiftLeft(toUInt64(1), `p95_bucket` - 1)) AS `p95_ms` FROM "
+	        "`%s`.`rollups_summed` GROUP BY `window_start`, `event_type`, `database`",
+	        db);
+	return sb_done(&b);
+}
+
+int
 tl_ddl_create_database(const char *db, char *buf, size_t cap)
 {
 	struct sb b;

@@ -50,6 +50,16 @@ int tl_ddl_ident_valid(const char *name);
  */
 int tl_ddl_rollups_view(const char *db, char *buf, size_t cap);
 
+/**
+ * The view `rollups_p95` of database @p db over `rollups_summed`: per window, event type
+ * and database the summed counters (events, error_events, late_events, durations,
+ * duration_total_ms), the duration histogram as an array (`hist`) and
+ * `p95_ms`, the upper edge of the log2 bucket where 95 % of the durations are reached
+ * (an approximation within a factor of two; 0 when every duration was 0 ms).
+ * @return the statement's length; -EINVAL; -ENOSPC.
+ */
+int tl_ddl_rollups_p95_view(const char *db, char *buf, size_t cap);
+
 /** "CREATE DATABASE IF NOT EXISTS `db`". */
 int tl_ddl_create_database(const char *db, char *buf, size_t cap);
 

@@ -270,6 +270,11 @@ apply_ddl(struct tl_uplink *u)
 		rc = tl_ch_query(u->ch, sql, NULL, NULL);
 		if (rc < 0)
 			return rc;
+		if (tl_ddl_rollups_p95_view(db, sql, sizeof(sql)) < 0)
+			return -EINVAL;
+		rc = tl_ch_query(u->ch, sql, NULL, NULL);
+		if (rc < 0)
+			return rc;
 	}
 	add(&u->st.ddl_runs, 1);
 	return 0;

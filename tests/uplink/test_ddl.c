@@ -989,6 +989,14 @@ test_ddl_clickhouse_rollups_summed_adds_corrections(void **state)
 	assert_string_equal(reply, "query_end\ttpch_sf1\t41\t4\t1\t41\t13800\t40\t1\n"
 	                           "query_start\ttpch_sf1\t40\t0\t0\t40\t4800\t40\t0\n");
 	free(reply);
+	/* p95 from the histogram: query_end has 40 of 41 durations in bucket 7 ([64, 128)
+	 * ms) and one in bucket 14: 95 % is reached in bucket 7, upper edge 128 ms. */
+	assert_true(tl_ddl_rollups_p95_view("tl_ru", buf, sizeof(buf)) > 0);
+	sql_free(buf);
+	reply = sql("SELECT event_type, events, p95_bucket, p95_ms FROM tl_ru.rollups_p95 ORDER "
+	            "BY event_type");
+	assert_string_equal(reply, "query_end\t41\t8\t128\nquery_start\t40\t8\t128\n");
+	free(reply);
 	/* Three deltas kept as sent, each with its own id, all of one batch. */
 	reply = sql("SELECT count(), uniqExact(event_id), uniqExact(batch_id), sum(correction) "
 	            "FROM tl_ru.rollups");
