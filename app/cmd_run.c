@@ -30,6 +30,7 @@
 #include "tl_reload.h"
 #include "tl_opt.h"
 #include "tl_sink.h"
+#include "tl_time.h"
 #include "tl_uplink.h"
 
 #define MAX_PCAP_FILES 16
@@ -56,6 +57,8 @@ on_hup(int sig)
 }
 
 #define MAX_UPLINKS 64
+/* A plain stop waits this long for the uplinks to deliver what the spool holds. */
+#define STOP_DELIVER_NS 5000000000ull
 
 /*
  * The uplinks: [0] takes the default route's batches, one more per routed destination
@@ -1240,7 +1243,11 @@ tl_cmd_run(int argc, char **argv)
 	rc = tl_edge_finish(edge, 30ull * 1000000000ull);
 	if (rc < 0)
 		TL_ERR("rollup: final windows: %s", tl_strerror(rc));
-	if (o.once) {
+	{
+		/* --once: deliver everything. A plain stop: what the last batches and the final
+		 * rollup windows need is a moment; what does not make it (a target down) waits
+		 * in the spool for the next start. */
+		uint64_t deadline = tl_mono_ns() + (o.once ? o.deliver_timeout : STOP_DELIVER_NS);
 		struct tl_uplink *u[MAX_UPLINKS];
 		unsigned n;
 
@@ -1249,11 +1256,18 @@ tl_cmd_run(int argc, char **argv)
 		n = ups.n;
 		memcpy(u, ups.u, sizeof(u[0]) * n);
 		pthread_mutex_unlock(&ups.lock);
-		for (unsigned i = 0; i < n; i++)
-			if (tl_uplink_drain(u[i], o.deliver_timeout) < 0) {
-				TL_ERR("uplink: not everything was delivered within --deliver-timeout");
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t now = tl_mono_ns();
+
+			if (now >= deadline || tl_uplink_drain(u[i], deadline - now) < 0) {
+				if (o.once)
+					TL_ERR("uplink: not everything was delivered within "
+							"--deliver-timeout");
+				else
+					TL_INFO("stop: undelivered batches stay in the spool");
 				break;
 			}
+		}
 	}
 	memset(&total, 0, sizeof(total));
 	for (unsigned i = 0; i < n_workers; i++)
