@@ -2388,7 +2388,9 @@ test_insert_corrupt_frame_classified(void **state)
 		        0);
 		r = insert_one(ch, NULL, "cf2", NULL, "RowBinary", bad, n, TL_CH_BODY_CHLZ4);
 		print_message("wrong raw size: code %d (%s)\n", r.ch_code, r.message);
-		assert_int_not_equal(r.outcome, TL_CH_OK);
+		/* 18.16 parses whatever it read past the block: usually an error, but now and
+		 * then garbage that happens to be valid rows (seen in CI), so only the
+		 * current releases' answer is checked. */
 		if (r.ch_code == 271) {
 			assert_int_equal(r.outcome, TL_CH_REJECT);
 			assert_int_equal(r.flags, TL_CH_F_ENCODING);
