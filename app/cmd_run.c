@@ -245,6 +245,8 @@ run_usage(FILE *f)
 		"                           http://127.0.0.1:8123/?database=telemetry\n"
 		"      --spool DIR          the spool's folder (overrides spool.path)\n"
 		"      --no-uplink          spool only; deliver nothing (replay tests, staging)\n"
+		"      --capture-only       benchmark the capture driver: count frames, drop them\n"
+		"                           (nothing is decoded, stored or delivered)\n"
 		"      --check              load the profile, compile the patterns and probe the\n"
 		"                           capture driver (attach, bind, open the port), then\n"
 		"                           stop: exit 0 if tapline could run here\n"
@@ -776,6 +778,7 @@ struct run_opts {
 	const char *spool_dir;
 	bool no_uplink;
 	bool check;
+	bool capture_only;
 	uint64_t deliver_timeout;
 };
 
@@ -795,6 +798,7 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 		{"spool", required_argument, NULL, 'S'},
 		{"no-uplink", no_argument, NULL, 'N'},
 		{"check", no_argument, NULL, 'K'},
+		{"capture-only", no_argument, NULL, 'Q'},
 		{"deliver-timeout", required_argument, NULL, 'T'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -858,6 +862,9 @@ parse_run_opts(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'K':
 			o->check = true;
+			break;
+		case 'Q':
+			o->capture_only = true;
 			break;
 		case 'T':
 			if (tl_parse_duration(optarg, &o->deliver_timeout) < 0) {
@@ -1178,8 +1185,10 @@ tl_cmd_run(int argc, char **argv)
 		}
 		gen = NULL; /* the live's now */
 	}
-	for (unsigned i = 0; i < n_workers; i++)
+	for (unsigned i = 0; i < n_workers; i++) {
 		tl_pipeline_set_live(&workers[i], live, i);
+		workers[i].capture_only = o.capture_only;
+	}
 	if (uplinks_ensure(&ups, tl_live_current(live)->routes) < 0)
 		goto out;
 	publish_patterns(&lo, tl_live_current(live));

@@ -13,6 +13,7 @@
 #ifndef TL_PIPELINE_H
 #define TL_PIPELINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tl_counters.h"
@@ -81,6 +82,7 @@ struct tl_pipeline_worker {
 	void *framed_arg;
 	tl_tx_fn tx;                     /**< the driver's sender, or NULL */
 	void *tx_arg;
+	bool capture_only;               /**< benchmark: count frames, process none */
 	const uint8_t *frame;            /**< the Ethernet frame being processed (for peers) */
 	uint32_t frame_len;
 	struct tl_event ev;              /**< scratch, reused for every event */

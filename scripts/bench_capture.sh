@@ -72,7 +72,8 @@
 # its idle polling, which is what it costs at that load. <driver>_cpu_s_per_m_at_max is
 # the same at each driver's own highest zero-loss step (the busy poller's best case).
 #
-# Knobs (environment): TAPLINE, AFXDP_TX, TAPLINE_DATA, BENCH_DRIVERS ("socket xdp dpdk"),
+# Knobs (environment): TAPLINE, AFXDP_TX, TAPLINE_DATA, BENCH_MODE (full, or capture: see
+# below), BENCH_DRIVERS ("socket xdp dpdk"),
 # BENCH_STEP_S (4), BENCH_CPU_S (6), BENCH_START_RATE (16000), BENCH_MAX_RATE (2000000),
 # BENCH_BISECT (5), BENCH_CORPUS_EVENTS (20000), BENCH_BUDGET_S (450, shared equally by
 # the drivers: a driver's search takes no new step after its share), BENCH_QUIET_WAIT
@@ -85,6 +86,16 @@ tapline=${TAPLINE:-$src/build/app/tapline}
 afxdp_tx=${AFXDP_TX:-$src/build/tests/afxdp_tx}
 data=${TAPLINE_DATA:-$src/../shared/data}
 drivers=${BENCH_DRIVERS:-socket xdp dpdk}
+# BENCH_MODE=capture: tapline runs with --capture-only (frames counted after the driver and
+# dropped), so the figures are the drivers' own cost; zero loss then compares frames (the
+# socket driver's are whole datagrams, the kernel having reassembled them) and the figure
+# names start with capture_.
+mode=${BENCH_MODE:-full}
+case $mode in
+full) only=() prefix= ;;
+capture) only=(--capture-only) prefix=capture_ ;;
+*) echo "BENCH_MODE: full or capture" >&2; exit 2 ;;
+esac
 step_s=${BENCH_STEP_S:-4}
 cpu_s=${BENCH_CPU_S:-6}
 start_rate=${BENCH_START_RATE:-16000}
@@ -144,6 +155,8 @@ log "corpus: $(tr '\n' ' ' < "$work/gen.out")"
 # ---- helpers ----
 
 # Sum of a metric family's samples (all label sets) in a scrape.
+counter=tapline_events_total
+[ "$mode" = capture ] && counter=tapline_rx_frames_total
 mval() {
 	awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }' "$2"
 }
@@ -214,7 +227,8 @@ start_tapline() {
 		;;
 	esac
 	ip netns exec "$rxns" taskset -c "$rx_cpu" "$tapline" run --config "$site" "${vdev[@]}" \
-		--spool "$spool_root/spool" --no-uplink > "$work/$drv.out" 2> "$work/$drv.err" &
+		"${only[@]}" --spool "$spool_root/spool" --no-uplink \
+		> "$work/$drv.out" 2> "$work/$drv.err" &
 	tpid=$!
 	for _ in $(seq 1 300); do
 		grep -q "$ready" "$work/$drv.err" 2> /dev/null && break
@@ -278,14 +292,25 @@ run_step() {
 	for _ in $(seq 1 25); do
 		sleep 0.3
 		scrape "$work/m1"
-		cur=$(mval tapline_events_total "$work/m1")
+		cur=$(mval "$counter" "$work/m1")
 		[ "$cur" = "$prev" ] && break
 		prev=$cur
 	done
 	st_sent=$(kv events "$work/tx.out")
+	if [ "$mode" = capture ]; then
+		# what reaches tapline: datagrams through the socket, frames through XDP
+		[ "$cur_drv" = socket ] && st_want=$(kv datagrams "$work/tx.out") ||
+			st_want=$(kv frames "$work/tx.out")
+	else
+		st_want=$st_sent
+	fi
 	st_rate=$(awk '$1 == "sent" { print $6 }' "$work/tx.out")
 	st_busy=$(kv tx_busy "$work/tx.out")
-	st_counted=$(($(mval tapline_events_total "$work/m1") - $(mval tapline_events_total "$work/m0")))
+	st_counted=$(($(mval "$counter" "$work/m1") - $(mval "$counter" "$work/m0")))
+	# events behind the CPU figure: counted by tapline, or (capture-only, where it counts
+	# frames) those the sender completed
+	st_events=$st_counted
+	[ "$mode" = capture ] && st_events=$st_sent
 	st_rejected=$(($(mval tapline_rejected_events_total "$work/m1") - \
 		$(mval tapline_rejected_events_total "$work/m0")))
 	st_missed=$(($(mval tapline_nic_missed_total "$work/m1") - \
@@ -308,7 +333,7 @@ run_step() {
 	# The missed counter is logged but not judged: the socket driver learns of a buffer
 	# overflow (SO_RXQ_OVFL) only with the next datagram it reads, so drops at the end of a
 	# lossy step show up in the next one. Every lost frame costs events: counted < sent.
-	if [ "$st_counted" = "$st_sent" ] && [ "$st_rejected" = 0 ]; then
+	if [ "$st_counted" = "$st_want" ] && [ "$st_rejected" = 0 ]; then
 		if awk -v a="$st_rate" -v r="$rate" 'BEGIN { exit !(a >= 0.98 * r) }'; then
 			verdict=pass
 		else
@@ -418,7 +443,7 @@ for drv in $drivers; do
 		case $verdict in
 		pass)
 			best=$rate
-			cpu_max[$drv]=$(per_m "$st_cpu" "$st_counted")
+			cpu_max[$drv]=$(per_m "$st_cpu" "$st_events")
 			;;
 		slow)
 			sender_limited[$drv]=1
@@ -465,13 +490,13 @@ for drv in $drivers; do
 	run_step 8000 2
 	judge_step "$common" "$cpu_s"
 	[ "$verdict" = pass ] || log "$drv: the CPU step at $common events/s was not clean ($verdict)"
-	cpu_common[$drv]=$(per_m "$st_cpu" "$st_counted")
+	cpu_common[$drv]=$(per_m "$st_cpu" "$st_events")
 	stop_tapline "$drv"
 done
 log "finished in $((SECONDS - t_begin)) s"
 
 # ---- figures ----
-name_of() { [ "$1" = dpdk ] && echo dpdk_af_xdp || echo "$1"; }
+name_of() { echo "$prefix$([ "$1" = dpdk ] && echo dpdk_af_xdp || echo "$1")"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo "figure sender_max_events_per_s $sender_max events/s"
 echo "figure common_rate_events_per_s $common events/s"
