@@ -77,6 +77,27 @@ store_batch(struct tl_edge *e, struct tl_spool_txn *txn)
 	return rc;
 }
 
+/* Encode rows[0, n) into rollups batches, storing each one that fills in @p txn. */
+static int
+encode_rows(struct tl_edge *e, struct tl_spool_txn *txn, unsigned n, int64_t wall)
+{
+	int rc;
+
+	for (unsigned i = 0; i < n; i++) {
+		rc = tl_encode_rollup(e->enc, &e->rows[i], wall);
+		if (rc == -ENOBUFS) {
+			if ((rc = store_batch(e, txn)) < 0)
+				return rc;
+			rc = tl_encode_rollup(e->enc, &e->rows[i], wall);
+		}
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && (rc = store_batch(e, txn)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Rows of the windows the watermark passed (all, when finishing) into rollups batches. */
 static int
 emit(struct tl_edge *e, struct tl_spool_txn *txn, uint64_t now, bool all, bool *any)
@@ -88,18 +109,8 @@ emit(struct tl_edge *e, struct tl_spool_txn *txn, uint64_t now, bool all, bool *
 	while ((n = all ? tl_rollup_emit_all(e->r, e->rows, EMIT_ROWS)
 	                : tl_rollup_emit(e->r, now, e->rows, EMIT_ROWS)) > 0) {
 		*any = true;
-		for (unsigned i = 0; i < n; i++) {
-			rc = tl_encode_rollup(e->enc, &e->rows[i], wall);
-			if (rc == -ENOBUFS) {
-				if ((rc = store_batch(e, txn)) < 0)
-					return rc;
-				rc = tl_encode_rollup(e->enc, &e->rows[i], wall);
-			}
-			if (rc < 0)
-				return rc;
-			if (rc == 1 && (rc = store_batch(e, txn)) < 0)
-				return rc;
-		}
+		if ((rc = encode_rows(e, txn, n, wall)) < 0)
+			return rc;
 	}
 	return store_batch(e, txn);
 }
@@ -152,13 +163,8 @@ on_txn(void *arg, struct tl_spool_txn *txn, const struct tl_spool_buf *const *bu
 		while ((rc = tl_rollup_merge(e->r, d, dl, now)) == -ENOSPC) {
 			unsigned k = tl_rollup_emit(e->r, now, e->rows, EMIT_ROWS);
 
-			for (unsigned j = 0; j < k; j++) {
-				rc = tl_encode_rollup(e->enc, &e->rows[j], tl_wall_ns());
-				if (rc == -ENOBUFS && (rc = store_batch(e, txn)) == 0)
-					rc = tl_encode_rollup(e->enc, &e->rows[j], tl_wall_ns());
-				if (rc < 0)
-					goto out;
-			}
+			if ((rc = encode_rows(e, txn, k, tl_wall_ns())) < 0)
+				goto out;
 			if (k == 0) {
 				rc = -ENOSPC;
 				break;

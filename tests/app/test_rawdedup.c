@@ -225,26 +225,15 @@ test_rawdedup_conf_check(void **state)
 static int
 setup(void **state)
 {
-	static struct tl_schema_def def;
-	struct tl_limits lim = tl_test_e6data_limits();
-	char msg[256];
-
 	(void)state;
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	tl_test_e6data_def(&def);
-	return tl_schema_compile(&def, &lim, &schema, msg, sizeof(msg));
+	return tl_test_e6data_setup(dir, &schema);
 }
 
 static int
 teardown(void **state)
 {
-	char cmd[300];
-
 	(void)state;
-	tl_schema_free(schema);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
+	return tl_test_e6data_teardown(dir, schema);
 }
 
 int

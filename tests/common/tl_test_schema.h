@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tl_schema.h"
@@ -140,6 +141,35 @@ tl_test_e6data_limits(void)
 	};
 
 	return l;
+}
+
+/**
+ * Group set-up of tests that spool into a scratch folder: create @p dir (a mkdtemp()
+ * template, rewritten in place) and compile the e6data schema into *@p schema.
+ * @return 0, or -1 (the folder or the schema could not be made).
+ */
+static inline int
+tl_test_e6data_setup(char *dir, struct tl_schema **schema)
+{
+	static struct tl_schema_def def;
+	struct tl_limits lim = tl_test_e6data_limits();
+	char msg[256];
+
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	tl_test_e6data_def(&def);
+	return tl_schema_compile(&def, &lim, schema, msg, sizeof(msg)) == 0 ? 0 : -1;
+}
+
+/** Undo tl_test_e6data_setup(): free the schema, remove the folder. @return 0, -1. */
+static inline int
+tl_test_e6data_teardown(const char *dir, struct tl_schema *schema)
+{
+	char cmd[300];
+
+	tl_schema_free(schema);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
 }
 
 #endif /* TL_TEST_SCHEMA_H */
