@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "tl_capture.h"
 
@@ -144,4 +146,48 @@ bad:
 	tl_capture_err(err, errlen, "%s: '%s' is not a CPU list (e.g. \"1,3\" or \"0-3\", CPUs "
 			"below %d)", key, text, CPU_SETSIZE);
 	return -EINVAL;
+}
+
+int
+tl_capture_busy_poll(int fd, unsigned usecs, unsigned budget)
+{
+	int one = 1, us = (int)usecs, b = (int)budget;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one)) < 0 ||
+	        setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &us, sizeof(us)) < 0 ||
+	        setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &b, sizeof(b)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* One unsigned number from /sys/class/net/IF/NAME. */
+static int
+read_netdev_uint(const char *ifname, const char *name, unsigned long long *v)
+{
+	char path[128];
+	FILE *f;
+	int rc;
+
+	if (snprintf(path, sizeof(path), "/sys/class/net/%s/%s", ifname, name) >=
+	        (int)sizeof(path))
+		return -ENAMETOOLONG;
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -errno;
+	rc = fscanf(f, "%llu", v) == 1 ? 0 : -EIO;
+	fclose(f);
+	return rc;
+}
+
+int
+tl_capture_napi_deferred(const char *ifname)
+{
+	unsigned long long defer, timeout;
+	int rc = read_netdev_uint(ifname, "napi_defer_hard_irqs", &defer);
+
+	if (rc == 0)
+		rc = read_netdev_uint(ifname, "gro_flush_timeout", &timeout);
+	if (rc < 0)
+		return rc;
+	return defer > 0 && timeout > 0;
 }

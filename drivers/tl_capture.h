@@ -58,6 +58,24 @@ int tl_capture_ports(const struct tl_capture_conf *c, uint16_t *out);
 int tl_capture_parse_cpus(const char *text, const char *key, int *cpus, unsigned cap,
 		unsigned *n, char *err, size_t errlen);
 
+/**
+ * Preferred busy polling on a receive socket: SO_PREFER_BUSY_POLL, SO_BUSY_POLL @p usecs
+ * and SO_BUSY_POLL_BUDGET @p budget. A receive call that finds the socket empty then runs
+ * the device queue's NAPI poll (up to @p budget frames) itself, in the worker's thread on
+ * its core, instead of a softirq or NAPI thread doing that work and waking the worker.
+ * The kernel keeps its own processing away only while the interface defers it
+ * (napi_defer_hard_irqs and gro_flush_timeout non-zero: tl_capture_napi_deferred()).
+ * @return 0; -errno of the first option refused (it needs CAP_NET_ADMIN).
+ */
+int tl_capture_busy_poll(int fd, unsigned usecs, unsigned budget);
+
+/**
+ * Whether @p ifname defers its NAPI processing for busy pollers (sysfs
+ * napi_defer_hard_irqs and gro_flush_timeout both non-zero).
+ * @return 1; 0; -errno if they cannot be read.
+ */
+int tl_capture_napi_deferred(const char *ifname);
+
 /** snprintf into a driver's error buffer (NULL or 0 bytes: nothing). */
 void tl_capture_err(char *err, size_t errlen, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));

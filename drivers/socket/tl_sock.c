@@ -107,6 +107,15 @@ const struct tl_opt tl_sock_opts[] = {
 		.offset = offsetof(struct tl_sock_conf, cpus),
 		.size = sizeof(((struct tl_sock_conf *)0)->cpus),
 		.desc = "CPUs to pin workers to, in turn, e.g. 1,3 or 2-5 (empty: not pinned)"},
+	{.name = "busy_budget", .type = TL_OPT_UINT, .def = "0",
+		.offset = offsetof(struct tl_sock_conf, busy_budget), .min = 0, .max = 1024,
+		.desc = "preferred NAPI busy polling: frames the kernel receives per empty "
+			"recvmmsg() in the worker's own thread (full effect when the interface "
+			"sets napi_defer_hard_irqs and gro_flush_timeout; needs "
+			"CAP_NET_ADMIN); 0: off"},
+	{.name = "busy_usecs", .type = TL_OPT_UINT, .def = "20",
+		.offset = offsetof(struct tl_sock_conf, busy_usecs), .min = 1, .max = 1000,
+		.desc = "SO_BUSY_POLL of the sockets, microseconds (with busy_budget)"},
 	{.name = NULL},
 };
 /* clang-format on */
@@ -159,9 +168,10 @@ struct tl_sock {
 	unsigned n_workers;
 	size_t stride;       /* bytes per receive slot */
 	uint64_t rcvbuf_got; /* smallest receive buffer the kernel gave a socket */
+	int busy_errno;      /* why a socket refused busy polling (0: none did) */
 	int halt;            /* every worker was idle for idle_stop_ns, or a thread failed */
 	struct worker_ctx *ctx;
-	char desc[320];
+	char desc[400];
 };
 
 /* --- helpers --- */
@@ -431,6 +441,13 @@ open_socket(struct tl_sock *s, struct worker_ctx *wc, unsigned p, char *err, siz
 		if (s->rcvbuf_got == 0 || got < s->rcvbuf_got)
 			s->rcvbuf_got = got;
 	}
+	/* Not fatal: without it the kernel's softirq does the same work. */
+	if (s->conf.busy_budget > 0) {
+		rc = tl_capture_busy_poll(
+		        fd, (unsigned)s->conf.busy_usecs, (unsigned)s->conf.busy_budget);
+		if (rc < 0)
+			s->busy_errno = -rc;
+	}
 	rc = bind_port(s, fd, s->ports[p]);
 	if (rc < 0) {
 		close(fd);
@@ -500,10 +517,18 @@ describe(struct tl_sock *s)
 		        " (WARNING: %s asked; raise net.core.rmem_max or grant CAP_NET_ADMIN)",
 		        want);
 	if (len < sizeof(s->desc))
-		snprintf(s->desc + len, sizeof(s->desc) - len,
+		len += (size_t)snprintf(s->desc + len, sizeof(s->desc) - len,
 		        ", ports %s, batch %" PRIu64 ", max_datagram %" PRIu64 ", %s%s", ports,
 		        s->conf.batch, s->conf.max_datagram,
 		        s->conf.cpus[0] ? "cpus " : "not pinned", s->conf.cpus);
+	if (s->conf.busy_budget > 0 && len < sizeof(s->desc)) {
+		if (s->busy_errno)
+			snprintf(s->desc + len, sizeof(s->desc) - len,
+			        ", busy polling refused (%s)", tl_strerror(-s->busy_errno));
+		else
+			snprintf(s->desc + len, sizeof(s->desc) - len,
+			        ", busy polling, budget %" PRIu64, s->conf.busy_budget);
+	}
 }
 
 int

@@ -47,6 +47,9 @@ struct tl_sock_conf {
 	                            ones arrive truncated and are counted, not processed */
 	uint64_t tick;     /**< housekeeping interval, ns (default 1 ms) */
 	char cpus[128];    /**< CPU list to pin workers to ("" = not pinned), e.g. "1,3" */
+	uint64_t busy_budget; /**< preferred NAPI busy polling: frames the kernel receives per
+	                           empty recvmmsg() in the worker's thread (default 0 = off) */
+	uint64_t busy_usecs;  /**< SO_BUSY_POLL of the sockets, µs (default 20) */
 };
 
 extern const struct tl_opt tl_sock_opts[];

@@ -123,6 +123,14 @@ const struct tl_opt tl_xdp_opts[] = {
 	{.name = "busy_poll", .type = TL_OPT_BOOL, .def = "false",
 		.offset = offsetof(struct tl_xdp_conf, busy_poll),
 		.desc = "spin on the rings instead of sleeping in poll() when idle"},
+	{.name = "busy_budget", .type = TL_OPT_UINT, .def = "64",
+		.offset = offsetof(struct tl_xdp_conf, busy_budget), .min = 0, .max = 1024,
+		.desc = "preferred NAPI busy polling: frames the kernel receives per call in the "
+			"worker's own thread (full effect when the interface sets "
+			"napi_defer_hard_irqs and gro_flush_timeout); 0: off"},
+	{.name = "busy_usecs", .type = TL_OPT_UINT, .def = "20",
+		.offset = offsetof(struct tl_xdp_conf, busy_usecs), .min = 1, .max = 1000,
+		.desc = "SO_BUSY_POLL of the sockets, microseconds (with busy_budget)"},
 	{.name = "cpus", .type = TL_OPT_STRING, .offset = offsetof(struct tl_xdp_conf, cpus),
 		.size = sizeof(((struct tl_xdp_conf *)0)->cpus),
 		.desc = "CPU list to pin workers to, e.g. \"1,3\" or \"2-5\" (empty: not pinned)"},
@@ -165,6 +173,7 @@ struct worker_ctx {
 	uint64_t last_rx_ns;  /* the monitor reads it for idle_stop_ns */
 	int running;
 	bool zerocopy;
+	bool busy; /* preferred busy polling is on: empty receive calls run the NAPI poll */
 	int zc_errno; /* auto mode: why zero-copy was refused */
 	struct xsk_umem *umem;
 	struct xsk_socket *xsk;
@@ -181,12 +190,13 @@ struct tl_xdp {
 	int native_errno; /* why native mode was refused (0: it was not tried or not refused) */
 	bool zerocopy;
 	int zc_errno; /* auto mode: why the driver refused zero-copy (0: not refused) */
+	int busy_errno; /* why a socket refused busy polling (0: it did not) */
 	int halt;     /* set by the monitor in tl_xdp_run() when every worker is idle */
 	int ncpus;
 	int cpus[MAX_CPUS];
 	unsigned n_cpus;
 	struct worker_ctx *w;
-	char desc[384];
+	char desc[512];
 };
 
 /* --- helpers --- */
@@ -733,6 +743,12 @@ socket_setup(struct tl_xdp *x, struct worker_ctx *w, uint32_t queue, char *err, 
 		return rc == -EAFNOSUPPORT ? -EOPNOTSUPP : rc;
 	}
 	w->fd = xsk_socket__fd(w->xsk);
+	if (c->busy_budget > 0) {
+		rc = tl_capture_busy_poll(w->fd, (unsigned)c->busy_usecs, (unsigned)c->busy_budget);
+		if (rc < 0)
+			x->busy_errno = -rc;
+		w->busy = rc == 0;
+	}
 	memset(&opt, 0, sizeof(opt));
 	if (getsockopt(w->fd, SOL_XDP, XDP_OPTIONS, &opt, &optlen) == 0)
 		w->zerocopy = (opt.flags & XDP_OPTIONS_ZEROCOPY) != 0;
@@ -757,7 +773,7 @@ static void
 describe(struct tl_xdp *x)
 {
 	const struct tl_xdp_conf *c = &x->conf;
-	char queues[48], mode[96], copy[96];
+	char queues[48], mode[96], copy[96], busy[160];
 
 	if (x->n_workers == 1)
 		snprintf(queues, sizeof(queues), "queue %" PRIu64, c->queue);
@@ -781,9 +797,20 @@ describe(struct tl_xdp *x)
 		snprintf(copy, sizeof(copy), "copy (zero-copy not supported)");
 	else
 		snprintf(copy, sizeof(copy), "copy (zero-copy refused: %s)", strerror(x->zc_errno));
+	if (c->busy_budget == 0)
+		snprintf(busy, sizeof(busy), "no busy polling");
+	else if (x->busy_errno)
+		snprintf(busy, sizeof(busy), "busy polling refused (%s)", strerror(x->busy_errno));
+	else if (tl_capture_napi_deferred(c->interface) == 1)
+		snprintf(busy, sizeof(busy), "busy polling, budget %" PRIu64, c->busy_budget);
+	else
+		snprintf(busy, sizeof(busy),
+		        "busy polling, budget %" PRIu64 " (%s does not defer its NAPI: set "
+		        "napi_defer_hard_irqs and gro_flush_timeout for the full effect)",
+		        c->busy_budget, c->interface);
 	snprintf(x->desc, sizeof(x->desc),
-	        "xdp: %s %s, %s, %s, %" PRIu64 " frames of %" PRIu64 " B, rings %" PRIu64,
-	        c->interface, queues, mode, copy, c->frames, c->frame_size, c->ring_size);
+	        "xdp: %s %s, %s, %s, %" PRIu64 " frames of %" PRIu64 " B, rings %" PRIu64 ", %s",
+	        c->interface, queues, mode, copy, c->frames, c->frame_size, c->ring_size, busy);
 }
 
 int
@@ -1021,9 +1048,15 @@ worker_main(void *arg)
 			last_tick = now;
 		}
 		if (n == 0) {
-			/* A zero-copy driver that ran out of fill entries waits to be woken. */
-			if (xsk_ring_prod__needs_wakeup(&w->fq))
+			/* A zero-copy driver that ran out of fill entries waits to be woken;
+			 * with busy polling, the call runs the queue's NAPI poll here. */
+			if (w->busy || xsk_ring_prod__needs_wakeup(&w->fq))
 				(void)recvfrom(w->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+			if (w->busy) {
+				n = xsk_ring_cons__peek(&w->rx, batch, &idx);
+				if (n > 0)
+					goto received;
+			}
 			if (!c->busy_poll) {
 				uint64_t left = c->tick - (now - last_tick);
 				struct timespec ts = {.tv_sec = (time_t)(left / 1000000000ull),
@@ -1033,6 +1066,7 @@ worker_main(void *arg)
 			}
 			continue;
 		}
+	received:
 		__atomic_store_n(&w->last_rx_ns, now, __ATOMIC_RELAXED);
 		rx_process(w, idx, n, now);
 		tx_flush(w);

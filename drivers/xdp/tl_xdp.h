@@ -53,6 +53,9 @@ struct tl_xdp_conf {
 	uint64_t batch;     /**< frames per RX poll (default 64) */
 	uint64_t tick;      /**< housekeeping interval, ns (default 1 ms) */
 	bool busy_poll;     /**< spin on the rings (true) or sleep in poll() when idle */
+	uint64_t busy_budget; /**< preferred NAPI busy polling: frames the kernel receives
+	                           per call in the worker's thread (default 64; 0 = off) */
+	uint64_t busy_usecs;  /**< SO_BUSY_POLL of the sockets, µs (default 20) */
 	char cpus[128];     /**< CPU list to pin workers to ("" = not pinned) */
 };
 

@@ -609,6 +609,8 @@ test_sock_opts_defaults_documented_values(void **state)
 	assert_int_equal(c.max_datagram, 65535);
 	assert_int_equal(c.tick, 1000000);
 	assert_string_equal(c.cpus, "");
+	assert_int_equal(c.busy_budget, 0);
+	assert_int_equal(c.busy_usecs, 20);
 }
 
 static void
@@ -870,6 +872,55 @@ test_sock_rcvbuf_capped_describes_warning(void **state)
 }
 
 /* ---- receive ------------------------------------------------------------------------- */
+
+/* Preferred busy polling: granted with CAP_NET_ADMIN (SO_BUSY_POLL and its budget need it), refused
+ * without, and either way every datagram still arrives. */
+static void
+test_sock_busy_poll_granted_or_refused_events_flow(void **state)
+{
+	uint16_t port = free_port();
+	struct tl_sock_conf c;
+	struct tl_sock *s;
+	static struct runner r; /* outlives a failed assertion: see g_active */
+	struct sent sent = {0};
+	int fd = client(AF_INET), rc;
+	bool had_admin;
+
+	(void)state;
+	base_conf(&c, "127.0.0.1");
+	c.busy_budget = 64;
+	c.busy_usecs = 20;
+	rc = net_admin_drop();
+	assert_true(rc >= 0);
+	had_admin = rc == 1;
+	s = open_ok(&c, &port, 1, 1);
+	if (had_admin)
+		assert_int_equal(net_admin_restore(), 0);
+	if (strstr(tl_sock_describe(s), "busy polling refused") == NULL)
+		fail_msg("without CAP_NET_ADMIN: '%s'", tl_sock_describe(s));
+	tl_sock_close(s);
+	if (!had_admin) {
+		close(fd);
+		skip();
+	}
+	s = open_ok(&c, &port, 1, 1);
+	if (strstr(tl_sock_describe(s), "busy polling, budget 64") == NULL)
+		fail_msg("with CAP_NET_ADMIN: '%s'", tl_sock_describe(s));
+	workers_init(1, &port, 1);
+	runner_start(&r, s, 0);
+	for (unsigned seq = 0; seq < 20; seq++) {
+		size_t n = make_datagram(dgram, sizeof(dgram), "bp", 0, seq, 3, &sent);
+
+		send_to(fd, AF_INET, port, dgram, n);
+	}
+	assert_true(wait_events(1, sent.events));
+	assert_int_equal(runner_stop(&r), 0);
+	assert_int_equal(g_sink[0].valid, sent.events);
+	assert_int_equal(g_sink[0].raw_sum, sent.raw_sum);
+	workers_fini(1);
+	tl_sock_close(s);
+	close(fd);
+}
 
 static void
 test_sock_ipv4_ndjson_events_reach_sink(void **state)
@@ -1705,6 +1756,8 @@ main(void)
 	        cmocka_unit_test_teardown(test_sock_describe_workers_ports_rcvbuf, test_cleanup),
 	        cmocka_unit_test_teardown(test_sock_rcvbuf_capped_describes_warning, test_cleanup),
 	        cmocka_unit_test_teardown(test_sock_ipv4_ndjson_events_reach_sink, test_cleanup),
+	        cmocka_unit_test_teardown(
+	                test_sock_busy_poll_granted_or_refused_events_flow, test_cleanup),
 	        cmocka_unit_test_teardown(
 	                test_sock_reuseport_two_workers_each_datagram_once, test_cleanup),
 	        cmocka_unit_test_teardown(test_sock_ipv6_loopback_events_reach_sink, test_cleanup),

@@ -377,6 +377,8 @@ xdp_conf(struct tl_xdp_conf *c, const char *ifname)
 	c->ring_size = 512;
 	c->batch = 64;
 	c->tick = 1000000;
+	c->busy_budget = 64; /* the defaults: preferred busy polling */
+	c->busy_usecs = 20;
 }
 
 /* Open @p c in the driver's namespace. */
@@ -1181,6 +1183,8 @@ test_xdp_opts_defaults_valid(void **state)
 	assert_int_equal(c.batch, 64);
 	assert_int_equal(c.tick, 1000000);
 	assert_false(c.busy_poll);
+	assert_int_equal(c.busy_budget, 64);
+	assert_int_equal(c.busy_usecs, 20);
 	assert_int_equal(c.cpus[0], '\0');
 	assert_string_equal(tl_xdp_mode_names[c.mode], "auto");
 	assert_string_equal(tl_xdp_mode_names[TL_XDP_MODE_ZEROCOPY], "zerocopy");
@@ -1229,6 +1233,10 @@ test_xdp_capture_telemetry_kernel_traffic_passes(void **state)
 	assert_non_null(strstr(tl_xdp_describe(r->x), if_a));
 	assert_non_null(
 	        strstr(tl_xdp_describe(r->x), tl_xdp_zerocopy(r->x) ? "zero-copy" : "copy"));
+	/* Busy polling is on by default; the test veth does not defer its NAPI, and the
+	 * start-up line says how to make it. */
+	assert_non_null(strstr(tl_xdp_describe(r->x), "busy polling, budget 64"));
+	assert_non_null(strstr(tl_xdp_describe(r->x), "napi_defer_hard_irqs"));
 	assert_int_equal(attached_prog(if_a, name, sizeof(name)) != 0, 1);
 	assert_string_equal(name, "tapline_xdp");
 
@@ -1334,9 +1342,11 @@ test_xdp_skb_mode_captures_events(void **state)
 	c.mode = TL_XDP_MODE_COPY;
 	c.frame_size = 2048;
 	c.busy_poll = true; /* spins: the run below is short */
+	c.busy_budget = 0;
 	snprintf(c.cpus, sizeof(c.cpus), "0-1");
 	run_start(r, &c, 1, false);
 	printf("        %s\n", tl_xdp_describe(r->x));
+	assert_non_null(strstr(tl_xdp_describe(r->x), "no busy polling"));
 	assert_non_null(strstr(tl_xdp_describe(r->x), "generic (SKB) mode"));
 	assert_non_null(strstr(tl_xdp_describe(r->x), "copy (as configured)"));
 	assert_false(tl_xdp_zerocopy(r->x));
