@@ -803,35 +803,28 @@ test_sock_describe_workers_ports_rcvbuf(void **state)
 }
 
 /*
- * Drop CAP_NET_ADMIN from this thread's effective set (SO_RCVBUFFORCE needs it).
- * @return 1 dropped (net_admin_restore() gives it back), 0 it was not there, -errno.
+ * Set or clear CAP_NET_ADMIN in this thread's effective set (SO_RCVBUFFORCE and busy
+ * polling need it). Only a capability that is permitted can be set again.
+ * @return 1 it was there before, 0 it was not, -errno.
  */
 static int
-net_admin_drop(void)
+net_admin_set(bool on)
 {
 	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct d[2];
 	const unsigned i = CAP_NET_ADMIN / 32, bit = 1u << (CAP_NET_ADMIN % 32);
+	int had;
 
 	if (syscall(SYS_capget, &h, d) < 0)
 		return -errno;
-	if (!(d[i].effective & bit))
-		return 0;
-	d[i].effective &= ~bit;
-	return syscall(SYS_capset, &h, d) < 0 ? -errno : 1;
-}
-
-static int
-net_admin_restore(void)
-{
-	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-	struct __user_cap_data_struct d[2];
-	const unsigned i = CAP_NET_ADMIN / 32, bit = 1u << (CAP_NET_ADMIN % 32);
-
-	if (syscall(SYS_capget, &h, d) < 0)
-		return -errno;
-	d[i].effective |= bit;
-	return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
+	had = (d[i].effective & bit) != 0;
+	if (had == (int)on)
+		return had;
+	if (on)
+		d[i].effective |= bit;
+	else
+		d[i].effective &= ~bit;
+	return syscall(SYS_capset, &h, d) < 0 ? -errno : had;
 }
 
 static void
@@ -852,14 +845,14 @@ test_sock_rcvbuf_capped_describes_warning(void **state)
 	if (rmem_max + (1ul << 20) > (unsigned long)INT32_MAX / 2)
 		skip(); /* no size above the cap is accepted by the driver */
 	/* Without CAP_NET_ADMIN, SO_RCVBUF is capped at net.core.rmem_max. */
-	rc = net_admin_drop();
+	rc = net_admin_set(false);
 	assert_true(rc >= 0);
 	had_admin = rc == 1;
 	base_conf(&c, "127.0.0.1");
 	c.rcvbuf = rmem_max + (1ul << 20);
 	s = open_ok(&c, &port, 1, 1);
 	if (had_admin)
-		assert_int_equal(net_admin_restore(), 0);
+		assert_int_equal(net_admin_set(true), 0);
 	assert_non_null(strstr(tl_sock_describe(s), "WARNING"));
 	assert_non_null(strstr(tl_sock_describe(s), "rmem_max"));
 	tl_sock_close(s);
@@ -890,12 +883,12 @@ test_sock_busy_poll_granted_or_refused_events_flow(void **state)
 	base_conf(&c, "127.0.0.1");
 	c.busy_budget = 64;
 	c.busy_usecs = 20;
-	rc = net_admin_drop();
+	rc = net_admin_set(false);
 	assert_true(rc >= 0);
 	had_admin = rc == 1;
 	s = open_ok(&c, &port, 1, 1);
 	if (had_admin)
-		assert_int_equal(net_admin_restore(), 0);
+		assert_int_equal(net_admin_set(true), 0);
 	if (strstr(tl_sock_describe(s), "busy polling refused") == NULL)
 		fail_msg("without CAP_NET_ADMIN: '%s'", tl_sock_describe(s));
 	tl_sock_close(s);

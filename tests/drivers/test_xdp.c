@@ -1530,24 +1530,32 @@ test_xdp_queue_busy_retried_then_ebusy(void **state)
 	assert_int_equal(attached_prog(if_a, NULL, 0), 0);
 }
 
-/* The second worker's thread cannot start: the first is stopped and the run fails. */
+/* Two workers on if_c's two queues, opened but not running (the run is the test's). */
 static void
-test_xdp_worker_thread_fails_run_eagain(void **state)
+open_two_workers(struct run *r, struct tl_xdp_conf *c)
 {
 	const uint16_t port = TELEMETRY_PORT;
-	struct tl_xdp_conf c;
-	struct run *r = &run_g;
-	int rc;
 
-	(void)state;
 	memset(r, 0, sizeof(*r));
-	xdp_conf(&c, if_c);
+	xdp_conf(c, if_c);
 	r->n_workers = 2;
 	for (unsigned i = 0; i < 2; i++)
 		assert_int_equal(
 		        tl_pipeline_worker_init(&workers[i], &pconf, schema, &port, 1, NULL, NULL),
 		        0);
-	assert_int_equal(open_in_rx(&c, 2, &r->x, r->err, sizeof(r->err)), 0);
+	assert_int_equal(open_in_rx(c, 2, &r->x, r->err, sizeof(r->err)), 0);
+}
+
+/* The second worker's thread cannot start: the first is stopped and the run fails. */
+static void
+test_xdp_worker_thread_fails_run_eagain(void **state)
+{
+	struct tl_xdp_conf c;
+	struct run *r = &run_g;
+	int rc;
+
+	(void)state;
+	open_two_workers(r, &c);
 	fail_thread_at = 2;
 	rc = tl_xdp_run(r->x, workers, 0, &r->stop); /* returns without the stop flag */
 	assert_int_equal(rc, -EAGAIN);
@@ -1575,21 +1583,13 @@ watchdog(void *arg)
 static void
 test_xdp_run_idle_stop_returns(void **state)
 {
-	const uint16_t port = TELEMETRY_PORT;
 	struct tl_xdp_conf c;
 	struct run *r = &run_g;
 	pthread_t t;
 	int rc;
 
 	(void)state;
-	memset(r, 0, sizeof(*r));
-	xdp_conf(&c, if_c);
-	r->n_workers = 2;
-	for (unsigned i = 0; i < 2; i++)
-		assert_int_equal(
-		        tl_pipeline_worker_init(&workers[i], &pconf, schema, &port, 1, NULL, NULL),
-		        0);
-	assert_int_equal(open_in_rx(&c, 2, &r->x, r->err, sizeof(r->err)), 0);
+	open_two_workers(r, &c);
 	watchdog_fired = 0;
 	assert_int_equal(pthread_create(&t, NULL, watchdog, (void *)&r->stop), 0);
 	rc = tl_xdp_run(r->x, workers, 50000000ull, &r->stop);
